@@ -1,0 +1,115 @@
+# lunfs: a plain Makefile. `make help` lists the targets.
+#
+# Layout: the layers build into one static library, build/liblunfs.a
+#   dev/    device layer (file/io_uring, memory, fault injection)
+#   format/ on-disk codecs and geometry (pure functions, no I/O)
+#   lockd/  heartbeats, lock records, compare-and-write backends
+#   fs/     filesystem core (volume creation, allocation, journal, inodes...)
+# and thin programs link it: mkfs/ -> build/mkfs.lunfs, tools/ -> build/lunfs.
+
+BUILD    ?= build
+CC       ?= cc
+PKGS     := fuse3 liburing libcrypto blkid uuid json-c
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CHECK_CFLAGS := $(shell pkg-config --cflags check 2>/dev/null)
+CHECK_LIBS   := $(shell pkg-config --libs check 2>/dev/null)
+
+WARN     := -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow -Wstrict-prototypes
+ifneq ($(CI),)
+WERROR   ?= 1
+endif
+ifeq ($(WERROR),1)
+WARN     += -Werror
+endif
+OPT      ?= -O2
+CFLAGS   ?=
+CFLAGS   += -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iinclude $(PKG_CFLAGS) $(SANFLAGS)
+LDFLAGS  += $(SANFLAGS)
+LDLIBS   += $(PKG_LIBS) -lpthread
+
+LIB_DIRS := dev format lockd fs
+LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+LIB      := $(BUILD)/liblunfs.a
+
+MKFS_SRCS  := $(wildcard mkfs/*.c)
+TOOLS_SRCS := $(wildcard tools/*.c)
+# Code shared by the programs (progress bar, option helpers), not by the library.
+CLI_SRCS   := $(wildcard tools/cli/*.c)
+CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
+
+PROGS := $(BUILD)/mkfs.lunfs $(BUILD)/lunfs
+
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_HELP  := $(filter-out $(UNIT_SRCS),$(wildcard tests/unit/*.c))
+UNIT_HELP_OBJS := $(UNIT_HELP:%.c=$(BUILD)/obj/%.o)
+INTEG      := $(sort $(wildcard tests/integration/test_*.sh))
+
+PREFIX  ?= /usr/local
+SBINDIR ?= $(PREFIX)/sbin
+
+.PHONY: all check unit integration asan ubsan install uninstall clean help deps fuzz
+all: $(PROGS)
+
+help:
+	@echo "make            build $(PROGS)"
+	@echo "make check      build and run every test (unit, then integration)"
+	@echo "make unit       Check unit tests only"
+	@echo "make asan       make check under AddressSanitizer (build-asan/)"
+	@echo "make ubsan      make check under UndefinedBehaviorSanitizer (build-ubsan/)"
+	@echo "make install    install the programs into $(SBINDIR)"
+	@echo "WERROR=1        turn warnings into errors (default when CI is set)"
+
+deps:
+	scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS_$(findstring tests/,$<)) -MMD -MP -c $< -o $@
+
+CHECK_CFLAGS_tests/ := $(CHECK_CFLAGS)
+
+$(LIB): $(LIB_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/mkfs.lunfs: $(MKFS_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lunfs: $(TOOLS_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELP_OBJS) $(CLI_OBJS) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $$t; done
+
+integration: $(PROGS)
+	@set -e; for t in $(INTEG); do echo "== $$t"; LUNFS_BUILD=$(abspath $(BUILD)) bash $$t; done
+
+check: $(PROGS) $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SANFLAGS="-fsanitize=address -fno-omit-frame-pointer" check
+
+ubsan:
+	$(MAKE) BUILD=build-ubsan OPT=-O1 SANFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" check
+
+install: $(PROGS)
+	install -d $(DESTDIR)$(SBINDIR)
+	install -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGS)))
+
+clean:
+	rm -rf build build-asan build-ubsan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install, on Debian 12, exactly the packages lunfs needs that are missing.
+# Idempotent: when everything is present it runs no apt-get at all.
+#   scripts/deps.sh          build + test dependencies
+#   scripts/deps.sh --bench  also the benchmark tools
+set -euo pipefail
+
+pkgs=(
+	build-essential pkg-config
+	libfuse3-dev fuse3
+	liburing-dev
+	libssl-dev
+	libblkid-dev uuid-dev
+	libjson-c-dev
+	libcorosync-common-dev libcpg-dev libcmap-dev libquorum-dev libvotequorum-dev
+	check
+	e2fsprogs util-linux
+	qemu-utils
+	python3
+)
+if [[ "${1:-}" == "--bench" ]]; then
+	pkgs+=(fio linux-perf valgrind)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	# dpkg-query prints "install ok installed" only for a fully installed package.
+	if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+
+if ((${#missing[@]} == 0)); then
+	exit 0
+fi
+
+echo "deps: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+	SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

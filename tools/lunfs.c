@@ -1,0 +1,145 @@
+/*
+ * `lunfs`: one command for everything but mkfs and fsck (docs/mission.md
+ * "Tools and interfaces"), in the style of git and ip:
+ *
+ *   lunfs COMMAND [options] ARGS...
+ *   lunfs help [COMMAND]      lunfs COMMAND --help
+ *   lunfs --version
+ *
+ * Each command is one row of `commands` below; its handler lives in its own
+ * file and is declared in tools/commands.h. A new command (mount, hosts,
+ * locks, df, snapshot, clone, du) is a new row and a new file: the
+ * dispatcher, `lunfs help` and the usage messages pick it up from the table.
+ *
+ * Exit codes (enum tool_exit): 0 done, 1 the command failed, 2 usage error.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "lunfs/layout.h"
+
+#ifndef LUNFS_VERSION
+#define LUNFS_VERSION "0.1.0"
+#endif
+
+static const struct tool_cmd commands[] = {
+	{
+		.name = "inspect",
+		.summary = "show a volume's on-disk state: superblock, hosts, locks, space",
+		.synopsis = "[--json] [--all-slots] [--clusters] DEVICE",
+		.help =
+			"Read a lunfs volume (a block device or an image file) and show what\n"
+			"is on it: the superblock and which copy of it was used, the regions,\n"
+			"the claimed heartbeat slots (hosts), system locks that are held, the\n"
+			"state of every host's journal, free space by cluster type, and the\n"
+			"root directory's inode. Never writes; safe on a mounted volume.\n"
+			"\n"
+			"Heartbeat slots are shown as recorded: deciding whether a host is\n"
+			"alive needs watching its heartbeat for a while, which inspect does not.\n"
+			"Free space comes from the cluster summaries, which the hosts holding\n"
+			"clusters update when they let go of them.\n"
+			"\n"
+			"Options:\n"
+			"  --json         one JSON object on stdout, for scripts\n"
+			"  --all-slots    list every heartbeat slot, not just claimed ones\n"
+			"  --clusters     list every typed cluster and check its summary\n"
+			"                 against the cluster's header block\n"
+			"  -h, --help     this text\n"
+			"\n"
+			"Exit status: 0 when the volume was shown (problems found in it are\n"
+			"reported in the output), 1 when it could not be read (no lunfs\n"
+			"superblock, both copies corrupt, newer format, I/O error), 2 on a\n"
+			"usage error.\n",
+		.run = cmd_inspect,
+	},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct tool_cmd *cmd_find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		if (strcmp(commands[i].name, name) == 0) {
+			return &commands[i];
+		}
+	}
+	return NULL;
+}
+
+static void main_usage(FILE *f)
+{
+	size_t width = 0;
+
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		size_t n = strlen(commands[i].name);
+
+		if (n > width) {
+			width = n;
+		}
+	}
+	fprintf(f, "Usage: lunfs COMMAND [options] ARGS...\n"
+		   "       lunfs help [COMMAND]\n"
+		   "       lunfs --version\n"
+		   "\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		fprintf(f, "  %-*s  %s\n", (int)width, commands[i].name, commands[i].summary);
+	}
+	fprintf(f, "\n"
+		   "Every command takes --help. Volumes are made with mkfs.lunfs and\n"
+		   "checked with fsck.lunfs.\n");
+}
+
+static int main_help(int argc, char **argv)
+{
+	const struct tool_cmd *cmd;
+
+	if (argc < 2) {
+		main_usage(stdout);
+		return TOOL_EXIT_OK;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "lunfs help: too many arguments\n");
+		return TOOL_EXIT_USAGE;
+	}
+	cmd = cmd_find(argv[1]);
+	if (cmd == NULL) {
+		fprintf(stderr, "lunfs help: unknown command '%s'. Try 'lunfs help'.\n", argv[1]);
+		return TOOL_EXIT_USAGE;
+	}
+	tool_help(cmd);
+	return TOOL_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	const struct tool_cmd *cmd;
+	const char *name;
+
+	if (argc < 2) {
+		main_usage(stderr);
+		return TOOL_EXIT_USAGE;
+	}
+	name = argv[1];
+	if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0 ||
+	    strcmp(name, "version") == 0) {
+		printf("lunfs %s (on-disk format %u.%u)\n", LUNFS_VERSION,
+		       LUNFS_FORMAT_MAJOR, LUNFS_FORMAT_MINOR);
+		return TOOL_EXIT_OK;
+	}
+	if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
+		return main_help(argc - 1, argv + 1);
+	}
+	cmd = cmd_find(name);
+	if (cmd == NULL) {
+		if (name[0] == '-') {
+			fprintf(stderr, "lunfs: unknown option '%s'. Try 'lunfs help'.\n", name);
+		} else {
+			fprintf(stderr, "lunfs: unknown command '%s'. Try 'lunfs help'.\n", name);
+		}
+		return TOOL_EXIT_USAGE;
+	}
+	/* The handler sees its own name as argv[0], as getopt expects. */
+	return cmd->run(cmd, argc - 1, argv + 1);
+}
