@@ -5,7 +5,10 @@
 #   format/ on-disk codecs and geometry (pure functions, no I/O)
 #   lockd/  heartbeats, lock records, compare-and-write backends
 #   fs/     filesystem core (volume creation, allocation, journal, inodes...)
-# and thin programs link it: mkfs/ -> build/mkfs.lunfs, tools/ -> build/lunfs.
+#   fuse/   the FUSE front end (low-level API) over the fs core
+# and thin programs link it: mkfs/ -> build/mkfs.lunfs, fsck/ ->
+# build/fsck.lunfs, tools/ -> build/lunfs, tools/mount_helper/ ->
+# build/mount.lunfs (what mount -t lunfs runs).
 
 BUILD    ?= build
 CC       ?= cc
@@ -28,18 +31,26 @@ CFLAGS   += -std=c11 $(OPT) -g $(WARN) -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -Iin
 LDFLAGS  += $(SANFLAGS)
 LDLIBS   += $(PKG_LIBS) -lpthread
 
-LIB_DIRS := dev format lockd fs
+LIB_DIRS := dev format lockd fs fuse
 LIB_SRCS := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
 LIB      := $(BUILD)/liblunfs.a
 
 MKFS_SRCS  := $(wildcard mkfs/*.c)
+FSCK_SRCS  := $(wildcard fsck/*.c)
 TOOLS_SRCS := $(wildcard tools/*.c)
+MOUNT_SRCS := $(wildcard tools/mount_helper/*.c)
 # Code shared by the programs (progress bar, option helpers), not by the library.
 CLI_SRCS   := $(wildcard tools/cli/*.c)
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/obj/%.o)
 
 PROGS := $(BUILD)/mkfs.lunfs $(BUILD)/lunfs
+ifneq ($(FSCK_SRCS),)
+PROGS += $(BUILD)/fsck.lunfs
+endif
+ifneq ($(MOUNT_SRCS),)
+PROGS += $(BUILD)/mount.lunfs
+endif
 
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
@@ -80,6 +91,12 @@ $(BUILD)/mkfs.lunfs: $(MKFS_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/lunfs: $(TOOLS_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fsck.lunfs: $(FSCK_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/mount.lunfs: $(MOUNT_SRCS:%.c=$(BUILD)/obj/%.o) $(CLI_OBJS) $(LIB)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELP_OBJS) $(CLI_OBJS) $(LIB)

@@ -115,7 +115,10 @@ int inode_decode(const struct lunfs_codec *c, const void *rec, uint64_t addr, ui
 	if (out->ino == LUNFS_INO_NONE || (expect_ino != 0 && out->ino != expect_ino)) {
 		goto out;
 	}
-	if (!mode_ok(out->mode) || (out->flags & ~(uint32_t)INODE_FLAGS_KNOWN) != 0) {
+	/* A freed inode keeps its record with mode 0 and nlink 0, so that the
+	 * slot's next user can continue its generation (FORMAT.md, Inodes). */
+	if (!(mode_ok(out->mode) || (out->mode == 0 && out->nlink == 0)) ||
+	    (out->flags & ~(uint32_t)INODE_FLAGS_KNOWN) != 0) {
 		goto out;
 	}
 	if (out->map_height > LUNFS_MAP_MAX_HEIGHT || out->map_unit > LUNFS_MAP_META) {

@@ -5,7 +5,10 @@
  * Cluster c starts at regions[DATA].offset + c * cluster_size, and its lock
  * record (with its summary) is at regions[CLUSTER].offset + c * sector_size.
  * A cluster is typed lazily, by the first host that locks it and needs that
- * kind of space; an all-zero (or foreign-UUID) header means "free, untyped".
+ * kind of space. The summary in the cluster's lock record is the authority
+ * on its type: a cluster whose summary says FREE is free whatever its first
+ * block holds, and a typed summary over an undecodable header means the
+ * typing never committed (docs/FORMAT.md, "Resource clusters").
  *
  * Layout inside a typed cluster, in units of the cluster's unit size:
  *   block 0             cluster header
@@ -66,7 +69,8 @@ _Static_assert(sizeof(struct lunfs_bitmap_disk) == LUNFS_META_BLOCK_SIZE, "bitma
 
 /* Refcount block: hdr.aux = index of the first unit it covers. Each counter
  * is the number of references beyond the first: an allocated file block
- * with counter 0 has exactly one owner, so a fresh cluster needs no writes.
+ * with counter 0 has exactly one owner, so blocks that are never shared
+ * never need their counter written.
  * The counter of a free unit is 0. */
 #define LUNFS_REFCOUNTS_PER_BLOCK 2014u
 struct lunfs_refcount_disk {

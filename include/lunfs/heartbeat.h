@@ -3,8 +3,10 @@
  *
  * Slot i is the record at regions[HEARTBEAT].offset + i * sector_size.
  * Only the host that owns a slot writes it, except that a recovering host
- * moves a dead slot to RECOVERING and then FREE, always through
- * compare-and-write (docs/DESIGN.md "Recovery").
+ * moves a dead slot to RECOVERING and then FREE by compare-and-write. The
+ * owner renews with plain writes while its lease is valid, and by
+ * compare-and-write against its last image once the lease has expired, so
+ * that it can never overwrite a RECOVERING state (docs/DESIGN.md 5.4).
  */
 #ifndef LUNFS_HEARTBEAT_H
 #define LUNFS_HEARTBEAT_H

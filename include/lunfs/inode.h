@@ -5,7 +5,8 @@
  * record, each in its own sector (slot size 2 * sector_size). Inode number:
  *   ino = cluster_index * units_per_inode_cluster + unit
  * where units_per_inode_cluster = cluster_size / inode_slot_size.
- * An inode record whose magic is zero is free.
+ * The cluster's bitmap says whether a slot is allocated. A freed inode keeps
+ * its record with mode 0 and nlink 0, so the generation continues.
  */
 #ifndef LUNFS_INODE_H
 #define LUNFS_INODE_H

@@ -32,8 +32,9 @@ enum lunfs_lock_mode {
 	LUNFS_LOCK_MULTIWRITER = 3, /* several writers; holders bitmap */
 };
 
-/* Cluster summary, in the payload of a LOCK_KIND_CLUSTER record. A hint kept
- * by the cluster's holder; the cluster's bitmap is the truth. */
+/* Cluster summary, in the payload of a LOCK_KIND_CLUSTER record. Its type is
+ * the authority on whether the cluster is typed; its free count is a hint
+ * kept by the cluster's holder (the bitmap is the truth for units). */
 struct lunfs_cluster_summary_disk {
 	uint8_t type;      /*  0 lunfs_cluster_type, 0 = free/untyped */
 	uint8_t reserved0; /*  1 */

@@ -20,7 +20,9 @@
  * unknown incompat bit, and refuse read-write with an unknown ro_compat bit. */
 #define LUNFS_FEAT_INCOMPAT_HMAC    (1u << 0) /* records carry HMAC-SHA256 */
 #define LUNFS_FEAT_INCOMPAT_ENCRYPT (1u << 1) /* file data is AES-256-XTS */
-#define LUNFS_FEAT_INCOMPAT_SUPPORTED (LUNFS_FEAT_INCOMPAT_HMAC | LUNFS_FEAT_INCOMPAT_ENCRYPT)
+/* Nothing yet: HMAC and encryption come with the security work, and a
+ * build that does not implement a feature must refuse volumes that use it. */
+#define LUNFS_FEAT_INCOMPAT_SUPPORTED 0u
 #define LUNFS_FEAT_RO_COMPAT_SUPPORTED 0u
 #define LUNFS_FEAT_COMPAT_SUPPORTED 0u
 
