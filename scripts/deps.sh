@@ -3,6 +3,7 @@
 # Idempotent: when everything is present it runs no apt-get at all.
 #   scripts/deps.sh          build + test dependencies
 #   scripts/deps.sh --bench  also the benchmark tools
+#   scripts/deps.sh --fuzz   also clang and libFuzzer
 set -euo pipefail
 
 pkgs=(
@@ -18,9 +19,10 @@ pkgs=(
 	qemu-utils
 	python3
 )
-if [[ "${1:-}" == "--bench" ]]; then
-	pkgs+=(fio linux-perf valgrind)
-fi
+case "${1:-}" in
+--bench) pkgs+=(fio linux-perf valgrind) ;;
+--fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do
