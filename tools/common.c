@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cli/cli.h"
@@ -217,10 +218,17 @@ int tool_volume_open(const char *cmd, const char *path, struct tool_volume *v)
 		.queue_depth = 0,
 		.caw = LUNFS_CAW_LOCAL,
 	};
+	struct stat st;
 	int err;
 
 	memset(v, 0, sizeof(*v));
 	v->path = path;
+	/* dev_file_open would say EINVAL for these; say what is wrong. */
+	if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+		tool_err(cmd, "%s: %s", path, S_ISDIR(st.st_mode) ? "is a directory" :
+			 "not a block device or an image file");
+		return S_ISDIR(st.st_mode) ? -EISDIR : -ENODEV;
+	}
 	err = dev_file_open(path, &opts, &v->dev);
 	if (err < 0) {
 		tool_err(cmd, "%s: cannot open: %s", path, strerror(-err));

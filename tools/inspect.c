@@ -57,7 +57,6 @@
 #define CLUSTER_TYPES 4u /* enum lunfs_cluster_type: FREE..INODE */
 
 struct insp {
-	const struct tool_cmd *cmd;
 	struct tool_volume vol;
 	bool json, all_slots, clusters;
 	bool io_failed;              /* some section could not be read */
@@ -80,8 +79,85 @@ static void problem(struct insp *in, const char *fmt, ...)
 	in->nproblems++;
 }
 
-/* A section could not be read at all. */
-static void section_failed(struct insp *in, struct json_object *jsec, const char *what, int err)
+/* --- JSON helpers ----------------------------------------------------------
+ * json_object_new_* return NULL only when out of memory. Adding a NULL
+ * value stores a JSON null, which keeps the output valid; adding to a NULL
+ * parent would trip json-c's asserts, so every helper takes a NULL parent
+ * and then just drops the value. Callers need not check.
+ */
+
+static void j_put(struct json_object *o, const char *k, struct json_object *v)
+{
+	if (o == NULL) {
+		json_object_put(v);
+		return;
+	}
+	json_object_object_add(o, k, v);
+}
+
+static void j_push(struct json_object *arr, struct json_object *v)
+{
+	if (arr == NULL) {
+		json_object_put(v);
+		return;
+	}
+	json_object_array_add(arr, v);
+}
+
+static void j_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	j_put(o, k, json_object_new_uint64(v));
+}
+
+static void j_int(struct json_object *o, const char *k, int64_t v)
+{
+	j_put(o, k, json_object_new_int64(v));
+}
+
+/* s must already be safe text (tool_str_safe or a literal). */
+static void j_str(struct json_object *o, const char *k, const char *s)
+{
+	j_put(o, k, json_object_new_string(s));
+}
+
+static void j_bool(struct json_object *o, const char *k, bool v)
+{
+	j_put(o, k, json_object_new_boolean(v));
+}
+
+static void j_null(struct json_object *o, const char *k)
+{
+	j_put(o, k, NULL);
+}
+
+static struct json_object *j_obj(struct json_object *parent, const char *k)
+{
+	struct json_object *o = parent != NULL ? json_object_new_object() : NULL;
+
+	j_put(parent, k, o);
+	return o;
+}
+
+static struct json_object *j_arr(struct json_object *parent, const char *k)
+{
+	struct json_object *a = parent != NULL ? json_object_new_array() : NULL;
+
+	j_put(parent, k, a);
+	return a;
+}
+
+static struct json_object *j_push_obj(struct json_object *arr)
+{
+	struct json_object *o = arr != NULL ? json_object_new_object() : NULL;
+
+	j_push(arr, o);
+	return o;
+}
+
+/* A section could not be read at all: say so in the text, or as
+ * jsec[key] in the JSON. */
+static void section_failed_key(struct insp *in, struct json_object *jsec, const char *key,
+			       const char *what, int err)
 {
 	char msg[INSP_PROBLEM_LEN];
 
@@ -90,67 +166,16 @@ static void section_failed(struct insp *in, struct json_object *jsec, const char
 		in->io_failed = true;
 	}
 	problem(in, "%s", msg);
-	if (jsec != NULL) {
-		json_object_object_add(jsec, "error", json_object_new_string(msg));
-	} else if (!in->json) {
+	if (in->json) {
+		j_str(jsec, key, msg);
+	} else {
 		printf("  ERROR: %s\n", msg);
 	}
 }
 
-/* --- JSON helpers ---------------------------------------------------------- */
-
-static void j_u64(struct json_object *o, const char *k, uint64_t v)
+static void section_failed(struct insp *in, struct json_object *jsec, const char *what, int err)
 {
-	json_object_object_add(o, k, json_object_new_uint64(v));
-}
-
-static void j_int(struct json_object *o, const char *k, int64_t v)
-{
-	json_object_object_add(o, k, json_object_new_int64(v));
-}
-
-/* s must already be safe text (tool_str_safe or a literal). */
-static void j_str(struct json_object *o, const char *k, const char *s)
-{
-	json_object_object_add(o, k, json_object_new_string(s));
-}
-
-static void j_bool(struct json_object *o, const char *k, bool v)
-{
-	json_object_object_add(o, k, json_object_new_boolean(v));
-}
-
-static void j_null(struct json_object *o, const char *k)
-{
-	json_object_object_add(o, k, NULL);
-}
-
-static struct json_object *j_obj(struct json_object *parent, const char *k)
-{
-	struct json_object *o = json_object_new_object();
-
-	json_object_object_add(parent, k, o);
-	return o;
-}
-
-static struct json_object *j_arr(struct json_object *parent, const char *k)
-{
-	struct json_object *a = json_object_new_array();
-
-	json_object_object_add(parent, k, a);
-	return a;
-}
-
-/* json_object_new_* return NULL only on ENOMEM; adding NULL to an array
- * or object stores a JSON null, so the output stays valid either way. */
-static struct json_object *j_push_obj(struct json_object *arr)
-{
-	struct json_object *o = json_object_new_object();
-
-	if (arr != NULL) {
-		json_object_array_add(arr, o);
-	}
-	return o;
+	section_failed_key(in, jsec, "error", what, err);
 }
 
 static void j_time(struct json_object *o, const char *k, uint64_t ns)
@@ -385,7 +410,7 @@ static void lock_json(struct json_object *o, const struct lunfs_lock *l, uint32_
 	h = j_arr(o, "holders");
 	for (uint32_t s = 0; s < max_hosts && h != NULL; s++) {
 		if (lock_holder_test(l, s)) {
-			json_object_array_add(h, json_object_new_int64(s));
+			j_push(h, json_object_new_int64(s));
 		}
 	}
 	j_time(o, "acquired", l->acquired_ns);
@@ -469,10 +494,10 @@ static void show_superblock(struct insp *in)
 			j_u64(f, "incompat", sb->feat_incompat);
 			j_u64(f, "unknown_incompat", in->vol.unknown_incompat);
 			if (names != NULL && (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_HMAC)) {
-				json_object_array_add(names, json_object_new_string("hmac"));
+				j_push(names, json_object_new_string("hmac"));
 			}
 			if (names != NULL && (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_ENCRYPT)) {
-				json_object_array_add(names, json_object_new_string("encrypt"));
+				j_push(names, json_object_new_string("encrypt"));
 			}
 		}
 		j_bool(o, "hmac_verified", false);
@@ -679,22 +704,18 @@ static void hb_slot_json(struct json_object *arr, uint32_t i, const struct lunfs
 static void hb_slot_print(uint32_t i, const struct lunfs_hb_slot *s, int st, int name_w)
 {
 	char name[TOOL_SAFE_STR(sizeof(s->host_name))], uuid[CLI_UUID_STRLEN];
-	char timing[48], jour[CLI_SIZE_STRLEN], t[TOOL_TIME_STRLEN], state[32];
+	char timing[48], jour[CLI_SIZE_STRLEN], t[TOOL_TIME_STRLEN];
 
 	if (st != 0) {
 		printf("  %4u  %s\n", i, tool_decode_str(st));
 		return;
 	}
 	tool_str_safe(s->host_name, name, sizeof(name));
-	if (s->recoverer_slot != 0 && s->state == LUNFS_HB_RECOVERING) {
-		snprintf(state, sizeof(state), "recovering");
-	} else {
-		snprintf(state, sizeof(state), "%s", hb_state_name(s->state));
-	}
 	snprintf(timing, sizeof(timing), "%u/%u/%u", s->hb_interval_ms, s->dead_timeout_ms,
 		 s->io_deadline_ms);
 	fmt_size(s->journal_offset, jour, sizeof(jour));
-	printf("  %4u  %-10s  %-*s  %6" PRIu64 "  %10" PRIu64 "  %7u  %-16s  %-10s  %s  %s", i, state,
+	printf("  %4u  %-10s  %-*s  %6" PRIu64 "  %10" PRIu64 "  %7u  %-16s  %-10s  %s  %s", i,
+	       hb_state_name(s->state),
 	       name_w, name[0] != '\0' ? name : "-", s->generation, s->seq, s->pid, timing, jour,
 	       cli_fmt_uuid(s->host_uuid, uuid, sizeof(uuid)),
 	       tool_fmt_time(s->beat_time_ns, t, sizeof(t)));
@@ -831,7 +852,7 @@ static void show_heartbeat(struct insp *in)
 		hb_slot_print(i, &slots[i], status[i], name_w);
 	}
 	if (shown == 0) {
-		printf("  No claimed slots: no host has this volume mounted.\n");
+		printf("  No slot is claimed: by the records, no host has this volume mounted.\n");
 	}
 out:
 	free(slots);
@@ -855,18 +876,18 @@ static void show_syslocks(struct insp *in)
 		printf("\nSystem locks\n");
 	}
 	if (sb->regions[LUNFS_REGION_SYSLOCK].length < len) {
-		section_failed(in, NULL, "system lock region", -EUCLEAN);
-		goto fail_json;
+		section_failed_key(in, in->out, "syslocks_error", "system lock region", -EUCLEAN);
+		goto out;
 	}
 	buf = dev_buf_alloc(len);
 	if (buf == NULL) {
-		section_failed(in, NULL, "system lock region", -ENOMEM);
-		goto fail_json;
+		section_failed_key(in, in->out, "syslocks_error", "system lock region", -ENOMEM);
+		goto out;
 	}
 	err = dev_read(in->vol.dev, buf, len, sb->regions[LUNFS_REGION_SYSLOCK].offset);
 	if (err < 0) {
-		section_failed(in, NULL, "system lock region", err);
-		goto fail_json;
+		section_failed_key(in, in->out, "syslocks_error", "system lock region", err);
+		goto out;
 	}
 	for (uint32_t id = 0; id < LUNFS_SYSLOCKS; id++) {
 		struct lunfs_lock l;
@@ -923,15 +944,7 @@ static void show_syslocks(struct insp *in)
 	if (!in->json && held + corrupt == 0) {
 		printf("  None held.\n");
 	}
-	dev_buf_free(buf);
-	return;
-fail_json:
-	if (in->json && jsec != NULL) {
-		/* The section is an array; its failure goes into a sibling key
-		 * so that "syslocks" keeps its type for scripts. */
-		json_object_object_add(in->out, "syslocks_error",
-				       json_object_new_string("system lock region unreadable"));
-	}
+out:
 	dev_buf_free(buf);
 }
 
@@ -941,39 +954,25 @@ struct jr_counts {
 	uint32_t empty, clean, dirty, unwritten, stale, corrupt;
 };
 
-static void show_journals(struct insp *in)
+/* A dirty journal, kept to be listed after the counts. */
+struct jr_dirty {
+	uint32_t slot;
+	struct lunfs_jsb jsb;
+};
+
+/* Read every journal's superblock (block 0 of the journal), INSP_BATCH at
+ * a time; count the states and keep the dirty ones. */
+static int journals_read(struct insp *in, struct jr_counts *c, struct jr_dirty *dirty,
+			 struct json_object *jbad)
 {
 	const struct lunfs_super *sb = &in->vol.sb;
 	uint32_t n = sb->max_hosts;
-	uint8_t *buf = NULL;
 	struct lunfs_io ios[INSP_BATCH];
-	struct json_object *jsec = NULL, *jdirty = NULL, *jbad = NULL;
-	struct jr_counts c;
-	uint32_t dirty_shown = 0;
-	char s1[CLI_SIZE_STRLEN];
-	int err;
+	uint8_t *buf = dev_buf_alloc((size_t)INSP_BATCH * LUNFS_META_BLOCK_SIZE);
+	int err = 0;
 
-	memset(&c, 0, sizeof(c));
-	if (in->json) {
-		jsec = j_obj(in->out, "journals");
-		if (jsec != NULL) {
-			j_u64(jsec, "count", n);
-			j_u64(jsec, "journal_size", sb->journal_size);
-			jdirty = j_arr(jsec, "dirty_slots");
-			jbad = j_arr(jsec, "corrupt_slots");
-		}
-	} else {
-		printf("\nJournals\n");
-	}
-	if (n == 0 || n > LUNFS_HOSTS_MAX || sb->journal_size < LUNFS_META_BLOCK_SIZE ||
-	    sb->regions[LUNFS_REGION_JOURNAL].length / sb->journal_size < n) {
-		section_failed(in, jsec, "journal region", -EUCLEAN);
-		return;
-	}
-	buf = dev_buf_alloc((size_t)INSP_BATCH * LUNFS_META_BLOCK_SIZE);
 	if (buf == NULL) {
-		section_failed(in, jsec, "journal region", -ENOMEM);
-		return;
+		return -ENOMEM;
 	}
 	for (uint32_t first = 0; first < n; first += INSP_BATCH) {
 		uint32_t cnt = n - first < INSP_BATCH ? n - first : INSP_BATCH;
@@ -988,7 +987,6 @@ static void show_journals(struct insp *in)
 		}
 		err = dev_submit(in->vol.dev, ios, cnt);
 		if (err < 0) {
-			section_failed(in, jsec, "journal superblocks", err);
 			goto out;
 		}
 		for (uint32_t k = 0; k < cnt; k++) {
@@ -996,65 +994,91 @@ static void show_journals(struct insp *in)
 			struct lunfs_jsb jsb;
 			int st = jsb_decode(&in->vol.codec, ios[k].buf, ios[k].off, sb->journal_size, &jsb);
 
-			if (st == 0 && jsb.slot != j) {
-				problem(in, "journal %u: its superblock says slot %u", j, (unsigned)jsb.slot);
-			}
 			if (st == -ENODATA) {
-				c.unwritten++;
+				c->unwritten++;
 				continue;
 			}
 			if (st == -ESTALE) {
-				c.stale++;
+				c->stale++;
 				continue;
 			}
-			if (st != 0 || jsb.state > LUNFS_JOURNAL_DIRTY) {
-				c.corrupt++;
-				problem(in, "journal %u: %s superblock", j,
-					st != 0 ? tool_decode_str(st) : "unknown state in");
-				if (jbad != NULL) {
-					json_object_array_add(jbad, json_object_new_int64(j));
-				}
+			if (st != 0) {
+				c->corrupt++;
+				problem(in, "journal %u: %s superblock", j, tool_decode_str(st));
+				j_push(jbad, json_object_new_int64(j));
 				continue;
+			}
+			if (jsb.slot != j) {
+				problem(in, "journal %u: its superblock says slot %u", j, (unsigned)jsb.slot);
 			}
 			if (jsb.state == LUNFS_JOURNAL_EMPTY) {
-				c.empty++;
-				continue;
+				c->empty++;
+			} else if (jsb.state == LUNFS_JOURNAL_CLEAN) {
+				c->clean++;
+			} else {
+				/* jsb_decode admits no other state. */
+				dirty[c->dirty].slot = j;
+				dirty[c->dirty].jsb = jsb;
+				c->dirty++;
 			}
-			if (jsb.state == LUNFS_JOURNAL_CLEAN) {
-				c.clean++;
-				continue;
-			}
-			c.dirty++;
-			if (in->json) {
-				struct json_object *o = j_push_obj(jdirty);
-
-				if (o != NULL) {
-					j_u64(o, "slot", j);
-					j_u64(o, "owner_gen", jsb.owner_gen);
-					j_u64(o, "tail_seq", jsb.tail_seq);
-					j_u64(o, "tail_block", jsb.tail_block);
-					j_u64(o, "ring_blocks", jsb.ring_blocks);
-					j_u64(o, "orphans", jsb.norphans);
-				}
-				continue;
-			}
-			if (dirty_shown++ == 0) {
-				printf("  Dirty (in use, or their host died and they await replay):\n");
-				printf("  %4s  %10s  %12s  %12s  %8s\n", "SLOT", "OWNER GEN", "TAIL SEQ",
-				       "TAIL BLOCK", "ORPHANS");
-			}
-			printf("  %4u  %10" PRIu64 "  %12" PRIu64 "  %12" PRIu64 "  %8" PRIu64 "\n", j,
-			       jsb.owner_gen, jsb.tail_seq, jsb.tail_block, jsb.norphans);
 		}
 	}
+out:
+	dev_buf_free(buf);
+	return err;
+}
+
+static void show_journals(struct insp *in)
+{
+	const struct lunfs_super *sb = &in->vol.sb;
+	uint32_t n = sb->max_hosts;
+	struct jr_dirty *dirty = NULL;
+	struct json_object *jsec = NULL, *jdirty = NULL, *jbad = NULL;
+	struct jr_counts c;
+	char s1[CLI_SIZE_STRLEN];
+	int err;
+
+	memset(&c, 0, sizeof(c));
 	if (in->json) {
-		if (jsec != NULL) {
-			j_u64(jsec, "clean", c.clean);
-			j_u64(jsec, "dirty", c.dirty);
-			j_u64(jsec, "empty", c.empty);
-			j_u64(jsec, "unwritten", c.unwritten);
-			j_u64(jsec, "stale", c.stale);
-			j_u64(jsec, "corrupt", c.corrupt);
+		jsec = j_obj(in->out, "journals");
+		j_u64(jsec, "count", n);
+		j_u64(jsec, "journal_size", sb->journal_size);
+		jdirty = j_arr(jsec, "dirty_slots");
+		jbad = j_arr(jsec, "corrupt_slots");
+	} else {
+		printf("\nJournals\n");
+	}
+	if (n == 0 || n > LUNFS_HOSTS_MAX || sb->journal_size < LUNFS_META_BLOCK_SIZE ||
+	    sb->regions[LUNFS_REGION_JOURNAL].length / sb->journal_size < n) {
+		section_failed(in, jsec, "journal region", -EUCLEAN);
+		return;
+	}
+	dirty = calloc(n, sizeof(*dirty));
+	if (dirty == NULL) {
+		section_failed(in, jsec, "journal region", -ENOMEM);
+		return;
+	}
+	err = journals_read(in, &c, dirty, jbad);
+	if (err < 0) {
+		section_failed(in, jsec, "journal superblocks", err);
+		goto out;
+	}
+	if (in->json) {
+		j_u64(jsec, "clean", c.clean);
+		j_u64(jsec, "dirty", c.dirty);
+		j_u64(jsec, "empty", c.empty);
+		j_u64(jsec, "unwritten", c.unwritten);
+		j_u64(jsec, "stale", c.stale);
+		j_u64(jsec, "corrupt", c.corrupt);
+		for (uint32_t i = 0; i < c.dirty; i++) {
+			struct json_object *o = j_push_obj(jdirty);
+
+			j_u64(o, "slot", dirty[i].slot);
+			j_u64(o, "owner_gen", dirty[i].jsb.owner_gen);
+			j_u64(o, "tail_seq", dirty[i].jsb.tail_seq);
+			j_u64(o, "tail_block", dirty[i].jsb.tail_block);
+			j_u64(o, "ring_blocks", dirty[i].jsb.ring_blocks);
+			j_u64(o, "orphans", dirty[i].jsb.norphans);
 		}
 		goto out;
 	}
@@ -1067,8 +1091,21 @@ static void show_journals(struct insp *in)
 		printf(", %u CORRUPT", c.corrupt);
 	}
 	printf("\n");
+	if (c.dirty == 0) {
+		goto out;
+	}
+	/* Dirty is normal for a mounted host; for a dead one it means replay. */
+	printf("  Dirty journals (in use, or awaiting replay if their host died):\n");
+	printf("  %4s  %10s  %12s  %12s  %8s\n", "SLOT", "OWNER GEN", "TAIL SEQ", "TAIL BLOCK",
+	       "ORPHANS");
+	for (uint32_t i = 0; i < c.dirty; i++) {
+		const struct lunfs_jsb *j = &dirty[i].jsb;
+
+		printf("  %4u  %10" PRIu64 "  %12" PRIu64 "  %12" PRIu64 "  %8" PRIu64 "\n",
+		       dirty[i].slot, j->owner_gen, j->tail_seq, j->tail_block, j->norphans);
+	}
 out:
-	dev_buf_free(buf);
+	free(dirty);
 }
 
 /* --- free space ------------------------------------------------------------------ */
@@ -1173,7 +1210,7 @@ static void cluster_report(struct space_ctx *sc, const struct pending *p, int hs
 		}
 		m = j_arr(o, "mismatches");
 		for (unsigned k = 0; k < nm && m != NULL; k++) {
-			json_object_array_add(m, json_object_new_string(mism[k]));
+			j_push(m, json_object_new_string(mism[k]));
 		}
 		return;
 	}
@@ -1324,7 +1361,7 @@ static void space_json(struct space_ctx *sc, struct json_object *jsec, uint64_t 
 		char txt[32];
 
 		snprintf(txt, sizeof(txt), "%.2f", pct);
-		json_object_object_add(jsec, "used_percent", json_object_new_double_s(pct, txt));
+		j_put(jsec, "used_percent", json_object_new_double_s(pct, txt));
 	}
 	j_u64(jsec, "cluster_size", sb->cluster_size);
 	j_u64(jsec, "clusters_total", sb->cluster_count);
@@ -1514,20 +1551,13 @@ static void show_root(struct insp *in)
 
 	if (in->json) {
 		jsec = j_obj(in->out, "root");
-		if (jsec != NULL) {
-			j_u64(jsec, "ino", ino);
-		}
+		j_u64(jsec, "ino", ino);
 	} else {
 		printf("\nRoot directory (inode %" PRIu64 ")\n", ino);
 	}
 	err = layout_ino_addr(sb, ino, &lock_addr);
 	if (err < 0) {
-		problem(in, "root inode number %" PRIu64 " names no inode slot", ino);
-		if (jsec != NULL) {
-			j_str(jsec, "error", "root inode number names no inode slot");
-		} else if (!in->json) {
-			printf("  ERROR: inode number %" PRIu64 " names no inode slot\n", ino);
-		}
+		section_failed(in, jsec, "root inode number names no inode slot", -EUCLEAN);
 		return;
 	}
 	buf = dev_buf_alloc(2u * ss);
@@ -1559,10 +1589,10 @@ static void show_root(struct insp *in)
 				  tool_decode_str(ist);
 
 		problem(in, "root inode %" PRIu64 ": %s", ino, why);
-		if (jsec != NULL) {
+		if (in->json) {
 			j_str(jsec, "status", tool_decode_str(ist));
 			j_str(jsec, "error", why);
-		} else if (!in->json) {
+		} else {
 			printf("  ERROR: %s\n", why);
 		}
 		goto out;
@@ -1572,9 +1602,6 @@ static void show_root(struct insp *in)
 	}
 	snprintf(mode, sizeof(mode), "%04o", node.mode & 07777u);
 	if (in->json) {
-		if (jsec == NULL) {
-			goto out;
-		}
 		j_str(jsec, "status", "ok");
 		j_str(jsec, "type", file_type_name(node.mode));
 		j_u64(jsec, "mode", node.mode);
@@ -1631,11 +1658,9 @@ static void show_problems(struct insp *in)
 	if (in->json) {
 		struct json_object *a = j_arr(in->out, "problems");
 
-		for (unsigned i = 0; i < kept && a != NULL && in->problems != NULL; i++) {
-			char safe[TOOL_SAFE_STR(INSP_PROBLEM_LEN)];
-
-			json_object_array_add(a, json_object_new_string(
-							 tool_str_safe(in->problems[i], safe, sizeof(safe))));
+		/* Problems hold our own words and numbers, never disk strings. */
+		for (unsigned i = 0; i < kept && in->problems != NULL; i++) {
+			j_push(a, json_object_new_string(in->problems[i]));
 		}
 		j_u64(in->out, "problems_count", in->nproblems);
 		return;
@@ -1670,7 +1695,6 @@ int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv)
 	int opt, ret = TOOL_EXIT_ERROR;
 
 	memset(&in, 0, sizeof(in));
-	in.cmd = cmd;
 	opterr = 0;
 	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (opt) {
@@ -1713,7 +1737,12 @@ int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv)
 			tool_err(cmd->name, "out of memory");
 			goto out;
 		}
-		j_str(in.out, "device", "");
+		/* The path is the user's own, but it may be any bytes. */
+		if (strlen(in.vol.path) < 4096) {
+			char safe[TOOL_SAFE_STR(4096)];
+
+			j_str(in.out, "device", tool_str_safe(in.vol.path, safe, sizeof(safe)));
+		}
 	}
 	show_superblock(&in);
 	show_regions(&in);
@@ -1724,14 +1753,7 @@ int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv)
 	show_root(&in);
 	show_problems(&in);
 	if (in.json) {
-		char safe[TOOL_SAFE_STR(4096)];
-		const char *txt;
-
-		/* The path is the user's own, but it may be any bytes. */
-		if (strlen(in.vol.path) < 4096) {
-			j_str(in.out, "device", tool_str_safe(in.vol.path, safe, sizeof(safe)));
-		}
-		txt = json_object_to_json_string_ext(in.out, JSON_C_TO_STRING_PRETTY |
+		const char *txt = json_object_to_json_string_ext(in.out, JSON_C_TO_STRING_PRETTY |
 							     JSON_C_TO_STRING_NOSLASHESCAPE);
 		if (txt == NULL) {
 			tool_err(cmd->name, "out of memory");
