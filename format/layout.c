@@ -362,7 +362,7 @@ int layout_compute(const struct lunfs_layout_params *p, struct lunfs_super *sb, 
 		}
 	}
 	if (lo < LUNFS_MIN_CLUSTERS) {
-		*why = "volume too small: fewer than 4 resource clusters would fit";
+		*why = "volume too small: fewer than 4 resource clusters would fit (a smaller file block size, -b, makes clusters smaller)";
 		ret = -ENOSPC;
 		goto out;
 	}
