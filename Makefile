@@ -61,7 +61,7 @@ INTEG      := $(sort $(wildcard tests/integration/test_*.sh))
 PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 
-.PHONY: all check unit integration asan ubsan install uninstall clean help deps fuzz
+.PHONY: all check unit integration asan ubsan install uninstall clean help deps fuzz soak
 all: $(PROGS)
 
 help:
@@ -70,6 +70,7 @@ help:
 	@echo "make unit       Check unit tests only"
 	@echo "make asan       make check under AddressSanitizer (build-asan/)"
 	@echo "make ubsan      make check under UndefinedBehaviorSanitizer (build-ubsan/)"
+	@echo "make soak       long power-loss run: every crash point, 16 seeds"
 	@echo "make fuzz       libFuzzer on every on-disk decoder (FUZZ_SECONDS=60)"
 	@echo "make install    install the programs into $(SBINDIR)"
 	@echo "WERROR=1        turn warnings into errors (default when CI is set)"
@@ -119,6 +120,9 @@ asan:
 
 ubsan:
 	$(MAKE) BUILD=build-ubsan OPT=-O1 SANFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" check
+
+soak: $(BUILD)/tests/test_powerloss
+	CK_DEFAULT_TIMEOUT=0 LUNFS_SOAK=1 $(BUILD)/tests/test_powerloss
 
 # Every decoder under libFuzzer with ASan+UBSan (clang). A random input
 # rarely passes the crc32c, so this mostly exercises the frame checks; the

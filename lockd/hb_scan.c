@@ -15,6 +15,20 @@
 
 #include "lunfs/heartbeat.h"
 #include "lunfs/probe.h"
+#include "lockd_int.h"
+
+void hb_scan_decode(const struct lunfs_super *sb, const struct lunfs_codec *c, const uint8_t *buf,
+		    struct lunfs_hb_slot *slots, int *status)
+{
+	for (uint32_t i = 0; i < sb->max_hosts; i++) {
+		uint64_t addr = layout_hb_addr(sb, i);
+
+		status[i] = hb_decode(c, buf + (uint64_t)i * sb->sector_size, addr, &slots[i]);
+		if (status[i] != 0) {
+			memset(&slots[i], 0, sizeof(slots[i]));
+		}
+	}
+}
 
 int hb_scan_read(struct lunfs_dev *dev, const struct lunfs_super *sb,
 		 const struct lunfs_codec *c, struct lunfs_hb_slot *slots, int *status)
@@ -30,14 +44,7 @@ int hb_scan_read(struct lunfs_dev *dev, const struct lunfs_super *sb,
 	if (err < 0) {
 		goto out;
 	}
-	for (uint32_t i = 0; i < sb->max_hosts; i++) {
-		uint64_t addr = layout_hb_addr(sb, i);
-
-		status[i] = hb_decode(c, buf + (uint64_t)i * sb->sector_size, addr, &slots[i]);
-		if (status[i] != 0) {
-			memset(&slots[i], 0, sizeof(slots[i]));
-		}
-	}
+	hb_scan_decode(sb, c, buf, slots, status);
 	err = 0;
 out:
 	dev_buf_free(buf);

@@ -16,6 +16,7 @@ pkgs=(
 	libcorosync-common-dev libcpg-dev libcmap-dev libquorum-dev libvotequorum-dev
 	check
 	e2fsprogs util-linux
+	attr
 	qemu-utils
 	python3
 )

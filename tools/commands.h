@@ -39,6 +39,7 @@ struct tool_cmd {
 
 /* Handlers. */
 int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv);
+int cmd_mount(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/mount.c */
 
 /* --- tools/common.c -------------------------------------------------------- */
 

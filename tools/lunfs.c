@@ -53,6 +53,39 @@ static const struct tool_cmd commands[] = {
 			"usage error.\n",
 		.run = cmd_inspect,
 	},
+	{
+		.name = "mount",
+		.summary = "mount a volume with FUSE and serve it",
+		.synopsis = "[-f] [-d] [-o OPTIONS] DEVICE MOUNTPOINT",
+		.help =
+			"Mount the lunfs volume on DEVICE (a block device or an image file) at\n"
+			"MOUNTPOINT with FUSE, and serve it until it is unmounted (umount,\n"
+			"fusermount3 -u) or the daemon gets SIGTERM, SIGINT or SIGHUP; then the\n"
+			"volume is flushed and its journal left clean. Without -f the command\n"
+			"returns once the mount is in place (or has failed, with the reason)\n"
+			"and the daemon logs to syslog. `mount -t lunfs` and /etc/fstab run\n"
+			"mount.lunfs, which does the same.\n"
+			"\n"
+			"Options:\n"
+			"  -o OPTIONS     comma-separated mount options (may be repeated):\n"
+			"                   host=NAME   this host's name in the heartbeat region\n"
+			"                               (default: the hostname, identified by\n"
+			"                               /etc/machine-id); give each mount of one\n"
+			"                               machine its own name to simulate a farm\n"
+			"                   ro, rw      read-only / read-write (default rw)\n"
+			"                   discard     pass freed space down as discards\n"
+			"                   commit=MS   journal commit period (default 5000)\n"
+			"                   cache=SIZE  metadata cache bound (default 64M)\n"
+			"                 allow_other and default_permissions are always on;\n"
+			"                 other options (noatime, nosuid, max_read=N...) go to FUSE\n"
+			"  -f, --foreground  stay in the foreground, log to stderr\n"
+			"  -d, --debug    trace FUSE requests (implies -f)\n"
+			"  -h, --help     this text\n"
+			"\n"
+			"Exit status: 0 mounted (with -f: served and unmounted cleanly), 1 the\n"
+			"volume or FUSE could not be mounted, 2 on a usage error.\n",
+		.run = cmd_mount,
+	},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -1,0 +1,309 @@
+/*
+ * Internal interfaces between the modules of the filesystem core (fs/).
+ * Nothing outside fs/ includes this; the public interface is lunfs/fs.h.
+ *
+ * Modules, bottom up:
+ *   mcache   cache of metadata records (512 B) and blocks (4 KiB)
+ *   journal  this host's journal: handles, compound transactions, commit,
+ *            checkpoint, replay
+ *   alloc    units from resource clusters (file blocks, metadata blocks,
+ *            inode slots)
+ *   inode    in-memory inodes: cache, read, dirty, allocate, free, orphans
+ *   bmap     block maps: logical block -> physical block, COW-ready
+ *   file     the data path: read, write, truncate, fallocate, seek
+ *   dir      extendible-hash directories
+ *   xattr    extended attributes, symlink targets
+ *   vol      mount/unmount, statfs, the fsop_* glue
+ *
+ * Concurrency inside one host (docs/DESIGN.md "Inside a host"):
+ *   vol.meta_lock (a mutex) serialises every change of metadata on this
+ *     host: namespace operations, allocation, map and size changes, xattrs,
+ *     and the journal itself (handles, commit, checkpoint). One handle is
+ *     open at a time, always under meta_lock.
+ *   inode_mem.lock (an rwlock) lets the data path run in parallel: readers
+ *     of an inode's map and data (read, overwrite of written chunks) hold it
+ *     shared without meta_lock; anyone changing the inode's record, map or
+ *     size holds meta_lock and then this lock exclusive.
+ *   icache and mcache have internal mutexes, always innermost.
+ * Lock order: meta_lock < inode locks (ascending ino) < icache/mcache.
+ * Across hosts, the on-disk locks of lockd order things (the cluster issue).
+ */
+#ifndef LUNFS_FS_INTERNAL_H
+#define LUNFS_FS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lunfs/dev.h"
+#include "lunfs/format.h"
+#include "lunfs/fs.h"
+
+struct lunfs_lockd;
+
+/* ---- mcache -------------------------------------------------------------
+ * A bounded cache of encoded metadata, keyed by byte address. An entry is a
+ * record (sector_size bytes, of which the first 512 are the record) or a
+ * 4 KiB block. Entries are modified in place by their owners while they hold
+ * the lock that covers the structure (an inode lock, an alloc lock) and a
+ * journal handle, after calling jnl_dirty(). Clean entries are evicted LRU
+ * when the cache is over its bound; dirty ones, and ones whose home write is
+ * in flight, never are.
+ */
+struct mc_entry {
+	uint64_t addr;
+	uint32_t len;                /* sector_size or 4096 */
+	void *buf;                   /* aligned, len bytes */
+	int valid;                   /* 0 read ok; else the decode error */
+	/* private to mcache/journal: */
+	uint32_t refs;
+	uint64_t dirty_tid;          /* running transaction that dirtied it; 0 = clean */
+	uint32_t home_pending;       /* home writes in flight */
+	struct mc_entry *hnext;
+	struct mc_entry *lru_prev, *lru_next;
+	struct mc_entry *tx_next;    /* in its transaction's dirty list */
+};
+
+struct mcache;
+int mc_create(struct lunfs_dev *dev, uint64_t bound_bytes, struct mcache **out);
+void mc_destroy(struct mcache *mc);
+/* Get the entry for [addr, addr+len), reading it from the device if it is
+ * not cached (MC_NOREAD: don't read, start from zeros: for a block being
+ * freshly allocated). Takes a reference. */
+#define MC_NOREAD 1u
+int mc_get(struct mcache *mc, uint64_t addr, uint32_t len, unsigned flags, struct mc_entry **out);
+void mc_put(struct mcache *mc, struct mc_entry *e);
+/* Drop every clean entry (tests; remount). */
+void mc_drop_clean(struct mcache *mc);
+/* Take one more reference on an entry already held (the journal pins the
+ * entries of its running transaction this way). */
+void mc_hold(struct mcache *mc, struct mc_entry *e);
+/* Bytes charged against the bound and number of entries (statistics, tests). */
+void mc_stats(struct mcache *mc, uint64_t *bytes, uint64_t *entries);
+
+/* ---- journal -------------------------------------------------------------
+ * A compound transaction collects every entry dirtied by the handles since
+ * the last commit (like jbd2). Commit (on jnl_sync, jnl_stop(sync), the
+ * commit timer, or when the transaction nears a quarter of the ring) copies
+ * the dirty entries' images, flushes the device first if data ordering was
+ * requested, writes descriptor + payload + commit as one write, flushes,
+ * then writes the images home. The checkpoint (when the ring is half full,
+ * and at close) flushes and advances the journal superblock's tail.
+ * All functions except jnl_replay require vol.meta_lock.
+ */
+struct jnl;
+struct jnl_handle;
+
+/* Open this host's journal (slot), replaying it first if it is dirty. */
+int jnl_open(struct lunfs_vol *v, uint32_t slot, uint64_t owner_gen, struct jnl **out);
+/* Commit, checkpoint, mark clean. */
+int jnl_close(struct jnl *j);
+/* Start an atomic operation that will dirty at most `credits` sectors or
+ * blocks; joins the running compound transaction. */
+int jnl_start(struct jnl *j, unsigned credits, struct jnl_handle **out);
+/* Declare that e is about to be modified under this handle. */
+int jnl_dirty(struct jnl_handle *h, struct mc_entry *e);
+/* The transaction must flush data writes before it commits (new blocks'
+ * contents became reachable). */
+void jnl_order_data(struct jnl_handle *h);
+/* End the operation. With `sync`, wait until its transaction is durable. */
+int jnl_stop(struct jnl_handle *h, bool sync);
+/* Commit everything so far and wait (fsync, syncfs). */
+int jnl_sync(struct jnl *j);
+/* Replay a journal without a mounted volume (fsck, recovery, mount). Writes
+ * home, flushes, marks the journal clean. *applied = transactions replayed. */
+int jnl_replay(struct lunfs_dev *dev, const struct lunfs_super *sb,
+	       const struct lunfs_codec *c, uint32_t slot, uint64_t *applied);
+
+/* ---- alloc -------------------------------------------------------------- */
+struct alloc;
+int alloc_open(struct lunfs_vol *v, struct alloc **out);
+void alloc_close(struct alloc *a);
+/* Allocate up to `want` contiguous units of `type` (FILE, META, INODE),
+ * at least one; near `hint` (a byte address, 0 = none) when possible.
+ * Returns the byte address of the first and the count in *got. -ENOSPC. */
+int alloc_units(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t want,
+		uint64_t hint, uint64_t *addr, uint64_t *got);
+/* Free `count` units of `type` starting at byte address addr. A FILE unit
+ * whose reference count is above one (refcount extra > 0) loses one
+ * reference instead of being freed, so callers free shared blocks
+ * (snapshots, clones) without knowing that they are shared. -EUCLEAN (and
+ * nothing changed) for an address outside the data region, not aligned to
+ * the unit, in the header area or in a cluster of another type, or for a
+ * unit already free (double free). */
+int alloc_free(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t addr, uint64_t count);
+/* File-block reference counts (snapshots, clones). extra = references - 1.
+ * alloc_ref_add: -EMLINK when extra would pass 65535 (saturated: the
+ * caller copies the block instead), -EUCLEAN below 0 or on a free block. */
+int alloc_ref_get(struct alloc *a, uint64_t addr, uint32_t *extra);
+int alloc_ref_add(struct alloc *a, struct jnl_handle *h, uint64_t addr, int delta);
+/* Totals for statfs: units of each type free, and whole free clusters. A
+ * FREE cluster counts as capacity for file blocks AND for inodes (it becomes
+ * whichever is needed first), so the two totals overlap. META clusters
+ * count in neither. */
+struct alloc_stats {
+	uint64_t file_free_bytes, file_total_bytes;
+	uint64_t inodes_free, inodes_total;
+};
+int alloc_stats(struct alloc *a, struct alloc_stats *st);
+
+/* ---- the mount context ----------------------------------------------------
+ * Fields are set at mount and read-only after, unless a comment names the
+ * lock that protects them.
+ */
+struct lunfs_vol {
+	struct lunfs_dev *dev;
+	struct lunfs_super sb;
+	struct lunfs_codec codec;
+	struct lunfs_mount_opts opts;
+	struct lunfs_lockd *ld;
+	uint32_t slot;               /* our heartbeat slot */
+	uint64_t gen;                /* its generation */
+	struct mcache *mc;
+	struct jnl *jnl;
+	struct alloc *alloc;
+	struct icache *ic;
+	pthread_mutex_t meta_lock;   /* see the top of this file */
+	/* vol.c / fsops.c: */
+	char host_name[65];          /* opts.host_name points here */
+	pthread_mutex_t fh_lock;     /* protects fh_list; innermost, never held across I/O */
+	struct lunfs_fh *fh_list;    /* open handles, so unmount can release leaked ones */
+};
+
+/* ---- vol (fs/vol.c, fs/fsops*.c) ------------------------------------------ */
+/* Release every open handle still on fh_list (unmount). */
+void fsop_release_all(struct lunfs_vol *v);
+
+/* ---- inode ----------------------------------------------------------------
+ * In-memory inodes, one per ino, found through the icache (a hash table with
+ * its own mutex). An inode_mem is pinned by refs (transient users), nlookup
+ * (the kernel's lookup count) and nopen (open handles); it is freed from
+ * memory when all three are zero, and freed on disk too when in addition
+ * nlink is zero (an unlinked file whose last user went away).
+ */
+struct inode_mem {
+	uint64_t ino;
+	pthread_rwlock_t lock;       /* protects di, the map, dir/xattr blocks, data layout */
+	struct lunfs_inode di;       /* decoded record; written back with inode_dirty() */
+	struct mc_entry *rec;        /* its record in the mcache, pinned */
+	/* icache mutex: */
+	uint32_t refs;
+	uint64_t nlookup;
+	uint32_t nopen;
+	bool dead;                   /* being reclaimed: inode_get says -ENOENT */
+	struct inode_mem *hnext;
+	struct lunfs_vol *vol;       /* set at creation, read-only */
+};
+
+struct icache;
+int icache_create(struct lunfs_vol *v, struct icache **out);
+void icache_destroy(struct icache *ic);
+/* Get a reference to ino, reading it if needed. -ENOENT if the slot is not
+ * an allocated inode (bitmap clear, or record free), -EUCLEAN if corrupt. */
+int inode_get(struct lunfs_vol *v, uint64_t ino, struct inode_mem **out);
+/* Drop a reference. The last user of an nlink-0 inode reclaims it, which
+ * takes vol.meta_lock: call inode_put without meta_lock and without any
+ * inode lock; inode_put_locked with meta_lock held (and no inode lock). */
+void inode_put(struct lunfs_vol *v, struct inode_mem *im);
+void inode_put_locked(struct lunfs_vol *v, struct inode_mem *im);
+void inode_lookup_add(struct lunfs_vol *v, struct inode_mem *im, uint64_t n);
+/* Like inode_put: may reclaim, so without meta_lock. */
+void inode_forget(struct lunfs_vol *v, uint64_t ino, uint64_t n);
+/* Open handles (nopen): open adds one while holding a reference; release
+ * drops it (like inode_put: without meta_lock; may reclaim). */
+void inode_open_add(struct lunfs_vol *v, struct inode_mem *im);
+void inode_open_drop(struct lunfs_vol *v, struct inode_mem *im);
+/* Caller holds im->lock (write) and a handle: bump version, writer
+ * slot/gen, encode di into the record, journal it. */
+int inode_dirty(struct jnl_handle *h, struct inode_mem *im);
+/* Allocate and initialise a new inode (near `near_ino`); returns it with
+ * one reference and di filled (mode, uid, gid, times, nlink 1 or 2). */
+int inode_alloc(struct lunfs_vol *v, struct jnl_handle *h, uint32_t mode, uint32_t uid,
+		uint32_t gid, uint64_t near_ino, struct inode_mem **out);
+/* Put an nlink-0 inode on this host's orphan table, or take it off. */
+int orphan_add(struct lunfs_vol *v, struct jnl_handle *h, uint64_t ino);
+int orphan_del(struct lunfs_vol *v, struct jnl_handle *h, uint64_t ino);
+/* Mount (vol_mount, meta_lock held): reclaim every inode left in this
+ * host's orphan table by a previous incarnation (nobody has it open now). */
+int orphan_recover(struct lunfs_vol *v);
+/* Free everything an unlinked, unused inode owns, in as many transactions
+ * as needed, then its slot (keeping its generation), and take it off the
+ * orphan table. Caller holds meta_lock, no handle, not im->lock. */
+int inode_reclaim(struct lunfs_vol *v, struct inode_mem *im);
+void inode_to_attr(const struct lunfs_vol *v, const struct inode_mem *im, struct lunfs_attr *out);
+int64_t vol_now_ns(void);
+
+/* ---- bmap ---------------------------------------------------------------
+ * Block maps (include/lunfs/map.h). Caller holds im->lock: read for lookups,
+ * write for changes (with a handle). Logical block numbers are in the map's
+ * unit (file_block_size for files, 4096 for META maps).
+ */
+/* The entry for lblk (addr 0 = hole); *run = how many following logical
+ * blocks are mapped physically contiguous with the same flags/written (>= 1
+ * when mapped; for a hole, how many logical blocks the hole spans, bounded
+ * by the map's reach). */
+int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
+		struct lunfs_map_entry *out, uint64_t *run);
+/* Set the entry for lblk (growing the tree or allocating nodes as needed;
+ * addr 0 removes the mapping and frees empty nodes). Does not free the
+ * old physical block: callers do that; nor does it touch alloc_bytes.
+ * -EFBIG beyond the reach of a height-6 map. Calls inode_dirty itself when
+ * the root or the height change. */
+int bmap_set(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
+	     const struct lunfs_map_entry *e);
+/* Unmap [first, last] and free the blocks (respecting refcounts: a shared
+ * block loses a reference instead). Works a leaf at a time; *next = first
+ * logical block not yet done (last+1 when finished) so callers can split
+ * huge ranges across transactions. Returns 1 while work remains, 0 when
+ * finished (last is clamped to the map's reach, so last = UINT64_MAX
+ * means "to the end"). Adjusts di.alloc_bytes and calls inode_dirty. */
+int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
+	       uint64_t first, uint64_t last, uint64_t *next);
+/* First mapped logical block >= lblk, or -ENXIO. */
+int bmap_next_mapped(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk, uint64_t *out);
+/* Credits a bmap_set may need (nodes on the path + allocations). */
+unsigned bmap_set_credits(const struct inode_mem *im);
+/* Credits one bmap_punch call may need. */
+unsigned bmap_punch_credits(const struct inode_mem *im);
+
+/* ---- file (regular file data) ----------------------------------------- */
+ssize_t file_read(struct lunfs_vol *v, struct inode_mem *im, void *buf, size_t len, uint64_t off);
+ssize_t file_write(struct lunfs_vol *v, struct inode_mem *im, const void *buf, size_t len, uint64_t off);
+int file_truncate(struct lunfs_vol *v, struct inode_mem *im, uint64_t size);
+int file_fallocate(struct lunfs_vol *v, struct inode_mem *im, int mode, uint64_t off, uint64_t len);
+int file_seek(struct lunfs_vol *v, struct inode_mem *im, uint64_t off, int whence, uint64_t *out);
+
+/* ---- dir ------------------------------------------------------------------
+ * Caller holds dim->lock (read for lookup/iterate, write for changes).
+ */
+int dir_lookup(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
+	       uint64_t *ino, uint8_t *type);
+int dir_add(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *dim, const char *name,
+	    size_t len, uint64_t ino, uint8_t type);             /* -EEXIST, -ENOSPC */
+int dir_remove(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *dim, const char *name,
+	       size_t len, uint64_t *ino);                       /* -ENOENT */
+/* Point an existing name at another inode (rename over / exchange). */
+int dir_replace(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *dim, const char *name,
+		size_t len, uint64_t ino, uint8_t type, uint64_t *old_ino);
+typedef int (*dir_iter_fn)(void *arg, const char *name, size_t len, uint64_t ino, uint8_t type,
+			   uint64_t next_cookie);
+int dir_iterate(struct lunfs_vol *v, struct inode_mem *dim, uint64_t cookie, dir_iter_fn fn, void *arg);
+bool dir_is_empty(const struct inode_mem *dim);
+/* Free the blocks of an empty directory. */
+int dir_free(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *dim);
+unsigned dir_change_credits(const struct inode_mem *dim);
+
+/* ---- xattr and symlink ---------------------------------------------------- */
+int xattr_get(struct lunfs_vol *v, struct inode_mem *im, const char *name, void *buf, size_t len);
+int xattr_set(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, const char *name,
+	      const void *value, size_t len, int flags);
+int xattr_list(struct lunfs_vol *v, struct inode_mem *im, char *buf, size_t len);
+int xattr_remove(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, const char *name);
+int xattr_free(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im);
+/* Credits one xattr_set, xattr_remove or symlink_set may need. */
+unsigned xattr_change_credits(const struct inode_mem *im);
+int symlink_set(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, const char *target,
+		size_t len);
+ssize_t symlink_get(struct lunfs_vol *v, struct inode_mem *im, char *buf, size_t len);
+
+#endif

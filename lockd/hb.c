@@ -1,0 +1,555 @@
+/*
+ * Heartbeat membership: claiming a slot (join), renewing it (beat), the
+ * self-fencing lease, and giving the slot back (leave). docs/DESIGN.md
+ * sections 3-5, docs/FORMAT.md section 7.
+ *
+ * Join. Read the whole heartbeat region in one I/O and pick a slot:
+ *   1. a slot claimed (not FREE, not RECOVERING) under our host_uuid is a
+ *      previous mount of this host. Watch it for twice its own interval on
+ *      our clock: if its image changed, that mount is alive (-EBUSY);
+ *      otherwise it crashed and we reclaim it, so the caller replays its
+ *      journal. A RECOVERING slot belongs to its recoverer: we leave it.
+ *   2. otherwise the first slot that is never written (-ENODATA), left by
+ *      an earlier volume (-ESTALE) or FREE. A corrupt slot is skipped.
+ * The claim is one compare-and-write expecting the exact sector we read, so
+ * two hosts racing for one slot cannot both win: the loser sees -ECANCELED,
+ * re-reads and picks again. The new image is LIVE with generation = old + 1
+ * (1 for a never-written slot), which is what makes every lock granted to
+ * an earlier incarnation of the slot recognisably stale. The claim is
+ * flushed before join returns: a generation must never be handed out twice,
+ * even across a power cut.
+ * (The cluster issue claims slots with a delta lease instead, because Disk
+ * Paxos needs a slot to take part; the choice of slot stays the same.)
+ *
+ * Beat. Every interval: seq + 1, compare-and-write against the image we
+ * last wrote. If anyone else wrote our slot (a recoverer marking it
+ * RECOVERING after deciding we were dead), the compare fails, nothing is
+ * written, and we are fenced for good: the mount must drop everything and
+ * rejoin as a new generation.
+ *
+ * Lease. We record when each successful renewal was SUBMITTED (not when it
+ * completed: a slow completion can only make us fence earlier).
+ * lockd_check_lease fails once now - last_ok_submit > F (lockd/timeouts.c).
+ *
+ * Leave. Stop the thread, release every lock we hold, compare-and-write
+ * the slot to FREE (generation kept, so the next claim moves past it),
+ * flush.
+ *
+ * Lock order: see lockd_int.h.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lockd_int.h"
+#include "lunfs/heartbeat.h"
+
+/* How many times join re-reads after losing a race before giving up. Each
+ * lost race means another host won a slot, so max_hosts + a margin bounds
+ * the honest cases. */
+#define HB_JOIN_RETRIES_EXTRA 16u
+
+static uint64_t hb_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static bool hb_claimed(const struct lunfs_hb_slot *s, int status)
+{
+	return status == 0 && s->state != LUNFS_HB_FREE;
+}
+
+/* Watch slot i (image `img`, decoded `s`) for twice its own interval.
+ * *moved = it changed in any way. On return img holds the latest image. */
+static int hb_slot_watch(struct lunfs_lockd *ld, uint32_t i, const struct lunfs_hb_slot *s,
+			 uint8_t *img, uint8_t *tmp, bool *moved)
+{
+	struct lockd_timeouts to;
+	uint64_t addr = layout_hb_addr(&ld->sb, i);
+	int err;
+
+	/* Judge the slot by its own timing; fall back to ours if it
+	 * advertises none that is valid (the decoder checks this, so only a
+	 * FREE slot could). */
+	if (lockd_timeouts_compute(s->hb_interval_ms, s->dead_timeout_ms, s->io_deadline_ms, &to) < 0) {
+		to = ld->to;
+	}
+	ld->clock.sleep_ns(ld->clock.arg, to.watch_ns);
+	err = dev_read(ld->dev, tmp, ld->sb.sector_size, addr);
+	if (err < 0) {
+		return err;
+	}
+	*moved = memcmp(tmp, img, ld->sb.sector_size) != 0;
+	memcpy(img, tmp, ld->sb.sector_size);
+	return 0;
+}
+
+/* Pick a slot from a decoded region. Returns the slot index, -ENOSPC, or
+ * -EAGAIN (the region changed while we watched a slot: scan again).
+ * *watched_img gets the image to expect when the slot was watched. */
+static int hb_slot_choose(struct lunfs_lockd *ld, const struct lockd_opts *o, uint8_t *region,
+			  const struct lunfs_hb_slot *slots, const int *status, uint8_t *tmp)
+{
+	uint32_t n = ld->sb.max_hosts;
+	uint32_t ss = ld->sb.sector_size;
+	int err;
+
+	for (uint32_t i = 0; i < n; i++) {
+		const struct lunfs_hb_slot *s = &slots[i];
+		uint8_t *img = region + (uint64_t)i * ss;
+		struct lunfs_hb_slot now;
+		bool moved = false;
+
+		if (!hb_claimed(s, status[i]) || s->state == LUNFS_HB_RECOVERING ||
+		    memcmp(s->host_uuid, o->host_uuid, LUNFS_UUID_SIZE) != 0) {
+			continue;
+		}
+		err = hb_slot_watch(ld, i, s, img, tmp, &moved);
+		if (err < 0) {
+			return err;
+		}
+		if (!moved) {
+			return (int)i;
+		}
+		if (hb_decode(&ld->codec, img, layout_hb_addr(&ld->sb, i), &now) == 0 &&
+		    now.state != LUNFS_HB_FREE &&
+		    memcmp(now.host_uuid, o->host_uuid, LUNFS_UUID_SIZE) == 0) {
+			return -EBUSY;
+		}
+		return -EAGAIN;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (status[i] == -ENODATA || status[i] == -ESTALE ||
+		    (status[i] == 0 && slots[i].state == LUNFS_HB_FREE)) {
+			return (int)i;
+		}
+	}
+	return -ENOSPC;
+}
+
+static void hb_slot_fill(struct lunfs_lockd *ld, const struct lockd_opts *o, uint32_t i,
+			 const struct lunfs_hb_slot *old, int old_status, struct lunfs_hb_slot *s)
+{
+	uint64_t now = hb_realtime_ns();
+
+	memset(s, 0, sizeof(*s));
+	s->slot = (uint16_t)i;
+	s->state = LUNFS_HB_LIVE;
+	s->generation = old_status == 0 ? old->generation + 1 : 1;
+	s->seq = 1;
+	memcpy(s->host_uuid, o->host_uuid, LUNFS_UUID_SIZE);
+	if (o->host_name != NULL) {
+		memcpy(s->host_name, o->host_name, strlen(o->host_name));
+	}
+	s->hb_interval_ms = ld->sb.hb_interval_ms;
+	s->dead_timeout_ms = ld->sb.dead_timeout_ms;
+	s->io_deadline_ms = ld->sb.io_deadline_ms;
+	s->journal_offset = layout_journal_addr(&ld->sb, i);
+	s->journal_size = ld->sb.journal_size;
+	s->mount_time_ns = now;
+	s->beat_time_ns = now;
+	s->pid = (uint32_t)getpid();
+}
+
+/* The join loop: scan, choose, claim by CAW, until a claim sticks. */
+static int hb_claim(struct lunfs_lockd *ld, const struct lockd_opts *o)
+{
+	uint32_t n = ld->sb.max_hosts, ss = ld->sb.sector_size;
+	uint64_t rlen = (uint64_t)n * ss;
+	uint8_t *region = dev_buf_alloc(rlen);
+	uint8_t *tmp = dev_buf_alloc(ss);
+	uint8_t *rep = dev_buf_alloc(ss);
+	struct lunfs_hb_slot *slots = calloc(n, sizeof(*slots));
+	int *status = calloc(n, sizeof(*status));
+	int err = -EAGAIN;
+
+	if (region == NULL || tmp == NULL || rep == NULL || slots == NULL || status == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t attempt = 0; attempt < n + HB_JOIN_RETRIES_EXTRA; attempt++) {
+		struct lunfs_hb_slot s;
+		uint64_t submit;
+		int i;
+
+		err = dev_read(ld->dev, region, rlen, ld->sb.regions[LUNFS_REGION_HEARTBEAT].offset);
+		if (err < 0) {
+			goto out;
+		}
+		hb_scan_decode(&ld->sb, &ld->codec, region, slots, status);
+		i = hb_slot_choose(ld, o, region, slots, status, tmp);
+		if (i == -EAGAIN) {
+			continue;
+		}
+		if (i < 0) {
+			err = i;
+			goto out;
+		}
+		/* Re-decode: a watched slot's image may have been refreshed
+		 * (unchanged, but be exact about what we expect). */
+		status[i] = hb_decode(&ld->codec, region + (uint64_t)i * ss, layout_hb_addr(&ld->sb, (uint32_t)i),
+				      &slots[i]);
+		hb_slot_fill(ld, o, (uint32_t)i, &slots[i], status[i], &s);
+		ld->hb_addr = layout_hb_addr(&ld->sb, (uint32_t)i);
+		memset(rep, 0, ss);
+		hb_encode(&ld->codec, &s, ld->hb_addr, rep);
+		submit = lockd_now(ld);
+		err = dev_caw(ld->dev, ld->hb_addr, region + (uint64_t)i * ss, rep, NULL);
+		if (err == -ECANCELED) {
+			err = -EAGAIN;
+			continue;
+		}
+		if (err < 0) {
+			goto out;
+		}
+		err = dev_flush(ld->dev);
+		if (err < 0) {
+			goto out;
+		}
+		ld->slot = (uint32_t)i;
+		ld->gen = s.generation;
+		ld->self = s;
+		ld->joined = s;
+		memcpy(ld->last_image, rep, ss);
+		ld->last_ok_submit_ns = submit;
+		break;
+	}
+out:
+	free(status);
+	free(slots);
+	dev_buf_free(rep);
+	dev_buf_free(tmp);
+	dev_buf_free(region);
+	return err;
+}
+
+static void *hb_thread_main(void *arg)
+{
+	struct lunfs_lockd *ld = arg;
+	struct timespec next;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	pthread_mutex_lock(&ld->stop_mu);
+	while (!ld->stop) {
+		uint64_t ns = (uint64_t)next.tv_nsec + ld->to.interval_ns;
+
+		next.tv_sec += (time_t)(ns / 1000000000ull);
+		next.tv_nsec = (long)(ns % 1000000000ull);
+		while (!ld->stop && pthread_cond_timedwait(&ld->stop_cv, &ld->stop_mu, &next) == 0) {
+		}
+		if (ld->stop) {
+			break;
+		}
+		pthread_mutex_unlock(&ld->stop_mu);
+		/* Failures are judged by the lease (lockd_check_lease): a
+		 * missed beat is only fatal once F has passed. */
+		(void)lockd_beat(ld);
+		pthread_mutex_lock(&ld->stop_mu);
+		/* After a long stall, do not fire a burst of catch-up beats. */
+		{
+			struct timespec now;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			if (now.tv_sec > next.tv_sec + 1) {
+				next = now;
+			}
+		}
+	}
+	pthread_mutex_unlock(&ld->stop_mu);
+	return NULL;
+}
+
+static void hb_state_free(struct lunfs_lockd *ld)
+{
+	lockd_table_free(ld);
+	pthread_mutex_destroy(&ld->lock_mu);
+	pthread_cond_destroy(&ld->stop_cv);
+	pthread_mutex_destroy(&ld->stop_mu);
+	pthread_mutex_destroy(&ld->hb_mu);
+	pthread_mutex_destroy(&ld->beat_mu);
+	dev_buf_free(ld->last_image);
+	free(ld);
+}
+
+static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
+			  const struct lunfs_codec *c, const struct lockd_opts *o,
+			  struct lunfs_lockd **out)
+{
+	struct lunfs_lockd *ld = calloc(1, sizeof(*ld));
+	pthread_condattr_t ca;
+	int err;
+
+	if (ld == NULL) {
+		return -ENOMEM;
+	}
+	ld->dev = dev;
+	ld->sb = *sb;
+	ld->codec = *c;
+	if (o->clock != NULL) {
+		ld->clock = *o->clock;
+	} else {
+		lockd_clock_default(&ld->clock);
+	}
+	err = lockd_timeouts_compute(sb->hb_interval_ms, sb->dead_timeout_ms, sb->io_deadline_ms, &ld->to);
+	if (err < 0) {
+		free(ld);
+		return err;
+	}
+	ld->last_image = dev_buf_alloc(sb->sector_size);
+	if (ld->last_image == NULL) {
+		free(ld);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&ld->beat_mu, NULL);
+	pthread_mutex_init(&ld->hb_mu, NULL);
+	pthread_mutex_init(&ld->stop_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&ld->stop_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&ld->lock_mu, NULL);
+	*out = ld;
+	return 0;
+}
+
+int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct lunfs_codec *c,
+	       const struct lockd_opts *o, struct lunfs_lockd **out)
+{
+	struct lunfs_lockd *ld = NULL;
+	int err;
+
+	*out = NULL;
+	if (o->host_name != NULL && strlen(o->host_name) > 64) {
+		return -EINVAL;
+	}
+	if (dev->sector_size > sb->sector_size) {
+		return -EOPNOTSUPP;
+	}
+	err = hb_state_alloc(dev, sb, c, o, &ld);
+	if (err < 0) {
+		return err;
+	}
+	err = hb_claim(ld, o);
+	if (err < 0) {
+		goto fail;
+	}
+	if (!o->no_thread) {
+		err = -pthread_create(&ld->thread, NULL, hb_thread_main, ld);
+		if (err < 0) {
+			goto fail_claimed;
+		}
+		ld->thread_running = true;
+	}
+	*out = ld;
+	return 0;
+fail_claimed:
+	/* Give the slot back; nothing was done under it. */
+	ld->thread_running = false;
+	(void)lockd_leave(ld);
+	return err;
+fail:
+	hb_state_free(ld);
+	return err;
+}
+
+int lockd_beat(struct lunfs_lockd *ld)
+{
+	uint32_t ss = ld->sb.sector_size;
+	struct lunfs_hb_slot next;
+	uint8_t *rep = dev_buf_alloc(ss);
+	uint64_t submit;
+	int err;
+
+	if (rep == NULL) {
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&ld->beat_mu);
+	pthread_mutex_lock(&ld->hb_mu);
+	err = ld->fenced || ld->left ? -EIO : 0;
+	pthread_mutex_unlock(&ld->hb_mu);
+	if (err < 0) {
+		goto out;
+	}
+	next = ld->self;
+	next.seq++;
+	next.beat_time_ns = hb_realtime_ns();
+	hb_encode(&ld->codec, &next, ld->hb_addr, rep);
+	submit = lockd_now(ld);
+	err = dev_caw(ld->dev, ld->hb_addr, ld->last_image, rep, NULL);
+	if (err == -ECANCELED) {
+		pthread_mutex_lock(&ld->hb_mu);
+		ld->fenced = true;
+		pthread_mutex_unlock(&ld->hb_mu);
+		fprintf(stderr, "lunfs: heartbeat slot %u (generation %llu) was taken by another host: "
+			"fenced, no more writes\n", ld->slot, (unsigned long long)ld->gen);
+		err = -EIO;
+		goto out;
+	}
+	if (err < 0) {
+		goto out;
+	}
+	memcpy(ld->last_image, rep, ss);
+	ld->self = next;
+	pthread_mutex_lock(&ld->hb_mu);
+	ld->last_ok_submit_ns = submit;
+	pthread_mutex_unlock(&ld->hb_mu);
+out:
+	pthread_mutex_unlock(&ld->beat_mu);
+	dev_buf_free(rep);
+	return err;
+}
+
+int lockd_check_lease(struct lunfs_lockd *ld)
+{
+	uint64_t now = lockd_now(ld);
+	int err = 0;
+
+	pthread_mutex_lock(&ld->hb_mu);
+	if (ld->fenced || ld->left || now - ld->last_ok_submit_ns > ld->to.fence_ns) {
+		err = -EIO;
+	}
+	pthread_mutex_unlock(&ld->hb_mu);
+	return err;
+}
+
+static void hb_thread_stop(struct lunfs_lockd *ld)
+{
+	if (!ld->thread_running) {
+		return;
+	}
+	pthread_mutex_lock(&ld->stop_mu);
+	ld->stop = true;
+	pthread_cond_broadcast(&ld->stop_cv);
+	pthread_mutex_unlock(&ld->stop_mu);
+	pthread_join(ld->thread, NULL);
+	ld->thread_running = false;
+}
+
+int lockd_leave(struct lunfs_lockd *ld)
+{
+	uint32_t ss;
+	struct lunfs_hb_slot next;
+	uint8_t *rep;
+	bool fenced;
+	int err, ret;
+
+	if (ld == NULL) {
+		return 0;
+	}
+	ss = ld->sb.sector_size;
+	hb_thread_stop(ld);
+	ret = lockd_release_all(ld);
+
+	rep = dev_buf_alloc(ss);
+	if (rep == NULL) {
+		ret = ret < 0 ? ret : -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&ld->beat_mu);
+	pthread_mutex_lock(&ld->hb_mu);
+	fenced = ld->fenced;
+	ld->left = true;
+	pthread_mutex_unlock(&ld->hb_mu);
+	if (!fenced) {
+		next = ld->self;
+		next.state = LUNFS_HB_FREE;
+		next.seq++;
+		next.beat_time_ns = hb_realtime_ns();
+		memset(next.requests, 0, sizeof(next.requests));
+		hb_encode(&ld->codec, &next, ld->hb_addr, rep);
+		err = dev_caw(ld->dev, ld->hb_addr, ld->last_image, rep, NULL);
+		if (err == 0) {
+			err = dev_flush(ld->dev);
+		} else if (err == -ECANCELED) {
+			err = -EIO;     /* someone else owns the slot now: not ours to free */
+		}
+		if (ret == 0) {
+			ret = err;
+		}
+	}
+	pthread_mutex_unlock(&ld->beat_mu);
+	dev_buf_free(rep);
+out:
+	hb_state_free(ld);
+	return ret;
+}
+
+void lockd_abandon(struct lunfs_lockd *ld)
+{
+	if (ld == NULL) {
+		return;
+	}
+	hb_thread_stop(ld);
+	hb_state_free(ld);
+}
+
+int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *alive)
+{
+	uint32_t ss = ld->sb.sector_size;
+	struct lunfs_hb_slot s;
+	uint8_t *img;
+	int err;
+
+	*alive = false;
+	if (slot >= ld->sb.max_hosts) {
+		return 0;
+	}
+	if (slot == ld->slot) {
+		/* We know our own incarnation better than the disk does. */
+		*alive = gen == 0 || gen == ld->gen;
+		return 0;
+	}
+	img = dev_buf_alloc(ss);
+	if (img == NULL) {
+		return -ENOMEM;
+	}
+	err = dev_read(ld->dev, img, ss, layout_hb_addr(&ld->sb, slot));
+	if (err < 0) {
+		goto out;
+	}
+	/* A corrupt slot cannot be judged: treat it as holding (safe side). */
+	err = hb_decode(&ld->codec, img, layout_hb_addr(&ld->sb, slot), &s);
+	if (err == -EUCLEAN) {
+		*alive = true;
+		err = 0;
+		goto out;
+	}
+	err = 0;
+	/* Single-machine rule of this issue: a slot holds its locks while it
+	 * is claimed by the same incarnation. LEAVING is still releasing,
+	 * RECOVERING is not yet replayed: both keep their locks (safe side).
+	 * The cluster issue adds timing-based death. */
+	if (s.state != LUNFS_HB_FREE && (gen == 0 || s.generation == gen)) {
+		*alive = true;
+	}
+out:
+	dev_buf_free(img);
+	return err;
+}
+
+uint32_t lockd_slot(const struct lunfs_lockd *ld)
+{
+	return ld->slot;
+}
+
+uint64_t lockd_gen(const struct lunfs_lockd *ld)
+{
+	return ld->gen;
+}
+
+const struct lunfs_hb_slot *lockd_self(const struct lunfs_lockd *ld)
+{
+	return &ld->joined;
+}
+
+const struct lockd_timeouts *lockd_timeouts(const struct lunfs_lockd *ld)
+{
+	return &ld->to;
+}

@@ -1,0 +1,504 @@
+/*
+ * Lock records: acquire, release, read, payload updates
+ * (docs/DESIGN.md section 5, docs/FORMAT.md section 8).
+ *
+ * Every change is read -> decide -> compare-and-write of the record's whole
+ * sector, expecting the exact image read, with version + 1. Two hosts can
+ * therefore never both win a grant: the loser's compare fails, it re-reads
+ * and decides again (bounded retries). A never-written or stale record
+ * (-ENODATA/-ESTALE) is a FREE lock with version 0.
+ *
+ * Grant rules for a request of mode M by us (slot s, generation g):
+ *
+ *   record            holders other than us          result
+ *   ----------------  -----------------------------  --------------------
+ *   FREE              -                              take it in M
+ *   EXCLUSIVE (s,g)   -                              ours: no-op (an
+ *                                                    exclusive lock covers
+ *                                                    SHARED/MULTIWRITER)
+ *   EXCLUSIVE (o,h)   o alive at generation h        -EBUSY, holder o
+ *                     otherwise (stale)              take it in M
+ *   SHARED/MW, = M    any                            set our bit
+ *   SHARED/MW, != M   or M EXCLUSIVE: a live holder  -EBUSY, that holder
+ *                     none alive (stale bits)        take it in M, holders
+ *                                                    reset to just us
+ *
+ * "Alive" (lockd_slot_alive): for this issue a slot holds its locks while
+ * its heartbeat record is claimed (any state but FREE) by the same
+ * generation; the cluster issue adds timing-based death and recovery.
+ * Holder bits carry no generation, so a bit of a live slot always counts
+ * (on the safe side: a stale bit can delay a grant, never double it). Our
+ * own bit or ownership left by an earlier generation of our slot is stale
+ * by definition and is taken over.
+ *
+ * Release: EXCLUSIVE -> FREE; a shared bit cleared, the lock becoming FREE
+ * with its last holder. The payload (a cluster summary) survives both.
+ *
+ * The table of locks we hold (address -> mode) makes lockd_lock reentrant
+ * and lets lockd_leave release everything. lock_mu is held across each
+ * whole operation: the table always matches what we last wrote, and the
+ * callers (the fs core) serialise metadata changes anyway.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lockd_int.h"
+#include "lunfs/lock.h"
+
+/* CAW retries before giving up with -EAGAIN: each miscompare means another
+ * host changed the record in between, which is rare and short. */
+#define LOCK_CAW_RETRIES 64u
+
+static uint64_t lock_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- the table of held locks (lock_mu) ---------------------------------- */
+
+static unsigned lock_table_bucket(uint64_t addr)
+{
+	return (unsigned)((addr * 0x9e3779b97f4a7c15ull) >> 54) & (LOCKD_HELD_BUCKETS - 1u);
+}
+
+static struct lockd_held_lock *lock_table_find(struct lunfs_lockd *ld, uint64_t addr)
+{
+	struct lockd_held_lock *h = ld->held[lock_table_bucket(addr)];
+
+	while (h != NULL && h->addr != addr) {
+		h = h->next;
+	}
+	return h;
+}
+
+static int lock_table_set(struct lunfs_lockd *ld, uint64_t addr, uint8_t mode)
+{
+	struct lockd_held_lock *h = lock_table_find(ld, addr);
+	unsigned b;
+
+	if (h != NULL) {
+		h->mode = mode;
+		return 0;
+	}
+	h = calloc(1, sizeof(*h));
+	if (h == NULL) {
+		return -ENOMEM;
+	}
+	b = lock_table_bucket(addr);
+	h->addr = addr;
+	h->mode = mode;
+	h->next = ld->held[b];
+	ld->held[b] = h;
+	ld->nheld++;
+	return 0;
+}
+
+static void lock_table_del(struct lunfs_lockd *ld, uint64_t addr)
+{
+	struct lockd_held_lock **pp = &ld->held[lock_table_bucket(addr)];
+
+	while (*pp != NULL) {
+		if ((*pp)->addr == addr) {
+			struct lockd_held_lock *h = *pp;
+
+			*pp = h->next;
+			free(h);
+			ld->nheld--;
+			return;
+		}
+		pp = &(*pp)->next;
+	}
+}
+
+void lockd_table_free(struct lunfs_lockd *ld)
+{
+	for (unsigned b = 0; b < LOCKD_HELD_BUCKETS; b++) {
+		while (ld->held[b] != NULL) {
+			struct lockd_held_lock *h = ld->held[b];
+
+			ld->held[b] = h->next;
+			free(h);
+		}
+	}
+	ld->nheld = 0;
+}
+
+/* ---- record I/O ------------------------------------------------------------ */
+
+/* Read the record at addr into img (sector_size) and decode it; a free
+ * record (never written or stale) decodes as FREE, version 0. */
+static int lock_record_read(struct lunfs_lockd *ld, uint64_t addr, uint8_t *img, struct lunfs_lock *l)
+{
+	int err;
+
+	if (addr == 0 || addr % ld->sb.sector_size != 0 || addr >= ld->sb.volume_size) {
+		return -EINVAL;
+	}
+	err = dev_read(ld->dev, img, ld->sb.sector_size, addr);
+	if (err < 0) {
+		return err;
+	}
+	err = lock_decode(&ld->codec, img, addr, l);
+	if (err == -ENODATA || err == -ESTALE) {
+		memset(l, 0, sizeof(*l));
+		return 1;
+	}
+	return err;
+}
+
+static int lock_record_caw(struct lunfs_lockd *ld, uint64_t addr, const uint8_t *expect,
+			   struct lunfs_lock *l, uint8_t *rep)
+{
+	l->version++;
+	memset(rep, 0, ld->sb.sector_size);
+	lock_encode(&ld->codec, l, addr, rep);
+	return dev_caw(ld->dev, addr, expect, rep, NULL);
+}
+
+/* Is our own slot the exclusive owner at our generation? */
+static bool lock_is_ours_excl(const struct lunfs_lockd *ld, const struct lunfs_lock *l)
+{
+	return l->mode == LUNFS_LOCK_EXCLUSIVE && l->owner_slot == ld->slot + 1u && l->owner_gen == ld->gen;
+}
+
+/* Find a live holder of l other than us. *busy = true and *holder set if
+ * there is one. */
+static int lock_other_holder(struct lunfs_lockd *ld, const struct lunfs_lock *l, bool *busy,
+			     uint32_t *holder)
+{
+	bool alive = false;
+	int err;
+
+	*busy = false;
+	if (l->mode == LUNFS_LOCK_EXCLUSIVE) {
+		uint32_t o = l->owner_slot - 1u;
+
+		if (o == ld->slot) {
+			return 0;   /* ours, or an earlier incarnation of ours */
+		}
+		err = lockd_slot_alive(ld, o, l->owner_gen, &alive);
+		if (err < 0) {
+			return err;
+		}
+		if (alive) {
+			*busy = true;
+			*holder = o;
+		}
+		return 0;
+	}
+	if (l->mode == LUNFS_LOCK_FREE) {
+		return 0;
+	}
+	for (uint32_t byte = 0; byte < LUNFS_LOCK_HOLDER_BYTES; byte++) {
+		if (l->holders[byte] == 0) {
+			continue;
+		}
+		for (uint32_t bit = 0; bit < 8; bit++) {
+			uint32_t s = byte * 8u + bit;
+
+			if (s == ld->slot || !lock_holder_test(l, s)) {
+				continue;
+			}
+			err = lockd_slot_alive(ld, s, 0, &alive);
+			if (err < 0) {
+				return err;
+			}
+			if (alive) {
+				*busy = true;
+				*holder = s;
+				return 0;
+			}
+		}
+	}
+	return 0;
+}
+
+static void lock_grant(struct lunfs_lockd *ld, struct lunfs_lock *l, uint8_t mode, bool reset)
+{
+	if (reset) {
+		memset(l->holders, 0, sizeof(l->holders));
+		l->nholders = 0;
+		l->owner_slot = 0;
+		l->owner_gen = 0;
+	}
+	l->mode = mode;
+	if (mode == LUNFS_LOCK_EXCLUSIVE) {
+		l->owner_slot = (uint16_t)(ld->slot + 1u);
+		l->owner_gen = ld->gen;
+	} else {
+		lock_holder_set(l, ld->slot, true);
+	}
+	l->acquired_ns = lock_realtime_ns();
+	/* Our own request, if it was pending, is satisfied. */
+	if (l->req_slot == ld->slot + 1u) {
+		l->req_slot = 0;
+		l->req_mode = 0;
+		l->req_serial = 0;
+		l->req_gen = 0;
+	}
+}
+
+int lockd_lock(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_t id,
+	       uint8_t mode, uint32_t *holder_slot)
+{
+	uint32_t ss = ld->sb.sector_size;
+	struct lockd_held_lock *h;
+	struct lunfs_lock l;
+	uint8_t *img = NULL, *rep = NULL;
+	int err;
+
+	if (mode < LUNFS_LOCK_EXCLUSIVE || mode > LUNFS_LOCK_MULTIWRITER ||
+	    kind == LUNFS_LOCK_KIND_NONE || kind > LUNFS_LOCK_KIND_INODE) {
+		return -EINVAL;
+	}
+	err = lockd_check_lease(ld);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	h = lock_table_find(ld, lock_addr);
+	if (h != NULL && (h->mode == mode || h->mode == LUNFS_LOCK_EXCLUSIVE)) {
+		err = 0;
+		goto out;
+	}
+	img = dev_buf_alloc(ss);
+	rep = dev_buf_alloc(ss);
+	if (img == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
+		uint32_t holder = 0;
+		bool busy = false, reset;
+
+		err = lock_record_read(ld, lock_addr, img, &l);
+		if (err < 0) {
+			goto out;
+		}
+		if (err == 1) {
+			l.kind = kind;
+			l.lock_id = id;
+		} else if (l.kind != kind || l.lock_id != id) {
+			/* A record of this volume naming another lock: the
+			 * caller's address is wrong, or the record is. */
+			err = -EUCLEAN;
+			goto out;
+		}
+		if (lock_is_ours_excl(ld, &l)) {
+			err = lock_table_set(ld, lock_addr, LUNFS_LOCK_EXCLUSIVE);
+			goto out;
+		}
+		err = lock_other_holder(ld, &l, &busy, &holder);
+		if (err < 0) {
+			goto out;
+		}
+		if (busy && (l.mode != mode || mode == LUNFS_LOCK_EXCLUSIVE)) {
+			if (holder_slot != NULL) {
+				*holder_slot = holder;
+			}
+			err = -EBUSY;
+			goto out;
+		}
+		/* Keep the other holders' bits only when joining them in
+		 * the same shared mode; otherwise nobody else (alive) holds
+		 * it and stale bits and owners are dropped. */
+		reset = !(l.mode == mode && mode != LUNFS_LOCK_EXCLUSIVE);
+		lock_grant(ld, &l, mode, reset);
+		err = lock_record_caw(ld, lock_addr, img, &l, rep);
+		if (err == -ECANCELED) {
+			err = -EAGAIN;
+			continue;
+		}
+		if (err < 0) {
+			goto out;
+		}
+		err = lock_table_set(ld, lock_addr, mode);
+		goto out;
+	}
+out:
+	pthread_mutex_unlock(&ld->lock_mu);
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return err;
+}
+
+/* Release under lock_mu. Returns 0, -ENOLCK (not ours on disk). */
+static int lock_release_locked(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t *img, uint8_t *rep)
+{
+	struct lunfs_lock l;
+	int err = -EAGAIN;
+
+	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
+		err = lock_record_read(ld, lock_addr, img, &l);
+		if (err < 0) {
+			return err;
+		}
+		if (err == 1) {
+			return -ENOLCK;
+		}
+		if (lock_is_ours_excl(ld, &l)) {
+			l.mode = LUNFS_LOCK_FREE;
+			l.owner_slot = 0;
+			l.owner_gen = 0;
+		} else if ((l.mode == LUNFS_LOCK_SHARED || l.mode == LUNFS_LOCK_MULTIWRITER) &&
+			   lock_holder_test(&l, ld->slot)) {
+			lock_holder_set(&l, ld->slot, false);
+			if (l.nholders == 0) {
+				l.mode = LUNFS_LOCK_FREE;
+			}
+		} else {
+			return -ENOLCK;
+		}
+		err = lock_record_caw(ld, lock_addr, img, &l, rep);
+		if (err != -ECANCELED) {
+			return err;
+		}
+		err = -EAGAIN;
+	}
+	return err;
+}
+
+int lockd_unlock(struct lunfs_lockd *ld, uint64_t lock_addr)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint8_t *img = dev_buf_alloc(ss);
+	uint8_t *rep = dev_buf_alloc(ss);
+	int err;
+
+	if (img == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	if (lock_table_find(ld, lock_addr) == NULL) {
+		err = -ENOLCK;
+		goto out;
+	}
+	err = lock_release_locked(ld, lock_addr, img, rep);
+	/* Not ours on disk any more (taken over after we were judged
+	 * dead): forget it all the same, there is nothing to release. */
+	if (err == 0 || err == -ENOLCK) {
+		lock_table_del(ld, lock_addr);
+		err = err == -ENOLCK ? -ESTALE : 0;
+	}
+out:
+	pthread_mutex_unlock(&ld->lock_mu);
+out_free:
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return err;
+}
+
+int lockd_release_all(struct lunfs_lockd *ld)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint8_t *img = dev_buf_alloc(ss);
+	uint8_t *rep = dev_buf_alloc(ss);
+	int ret = 0;
+
+	if (img == NULL || rep == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	for (unsigned b = 0; b < LOCKD_HELD_BUCKETS; b++) {
+		while (ld->held[b] != NULL) {
+			uint64_t addr = ld->held[b]->addr;
+			int err = lock_release_locked(ld, addr, img, rep);
+
+			if (err < 0 && err != -ENOLCK && ret == 0) {
+				ret = err;
+			}
+			lock_table_del(ld, addr);
+		}
+	}
+	pthread_mutex_unlock(&ld->lock_mu);
+out:
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return ret;
+}
+
+int lockd_read(struct lunfs_lockd *ld, uint64_t lock_addr, struct lunfs_lock *out)
+{
+	uint8_t *img = dev_buf_alloc(ld->sb.sector_size);
+	int err;
+
+	if (img == NULL) {
+		return -ENOMEM;
+	}
+	err = lock_record_read(ld, lock_addr, img, out);
+	dev_buf_free(img);
+	return err < 0 ? err : 0;
+}
+
+int lockd_set_payload(struct lunfs_lockd *ld, uint64_t lock_addr, const uint8_t payload[64])
+{
+	uint32_t ss = ld->sb.sector_size;
+	struct lunfs_lock l;
+	uint8_t *img = NULL, *rep = NULL;
+	int err;
+
+	err = lockd_check_lease(ld);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	if (lock_table_find(ld, lock_addr) == NULL) {
+		err = -ENOLCK;
+		goto out;
+	}
+	img = dev_buf_alloc(ss);
+	rep = dev_buf_alloc(ss);
+	if (img == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = -EAGAIN;
+	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
+		err = lock_record_read(ld, lock_addr, img, &l);
+		if (err < 0) {
+			goto out;
+		}
+		/* Only the holder writes the payload: EXCLUSIVE by us, or a
+		 * shared mode we hold (then the callers coordinate). */
+		if (err == 1 || !(lock_is_ours_excl(ld, &l) ||
+				  (l.mode != LUNFS_LOCK_EXCLUSIVE && lock_holder_test(&l, ld->slot)))) {
+			err = -ENOLCK;
+			goto out;
+		}
+		if (memcmp(l.payload, payload, LUNFS_LOCK_PAYLOAD) == 0) {
+			err = 0;
+			goto out;
+		}
+		memcpy(l.payload, payload, LUNFS_LOCK_PAYLOAD);
+		err = lock_record_caw(ld, lock_addr, img, &l, rep);
+		if (err != -ECANCELED) {
+			goto out;
+		}
+		err = -EAGAIN;
+	}
+out:
+	pthread_mutex_unlock(&ld->lock_mu);
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return err;
+}
+
+uint8_t lockd_held(struct lunfs_lockd *ld, uint64_t lock_addr)
+{
+	struct lockd_held_lock *h;
+	uint8_t mode;
+
+	pthread_mutex_lock(&ld->lock_mu);
+	h = lock_table_find(ld, lock_addr);
+	mode = h != NULL ? h->mode : LUNFS_LOCK_FREE;
+	pthread_mutex_unlock(&ld->lock_mu);
+	return mode;
+}

@@ -1,0 +1,85 @@
+/*
+ * Every duration of the lease protocol, derived in one place from the
+ * three settings a host runs with (the superblock's, copied into its
+ * heartbeat slot so that observers judge it by them): docs/DESIGN.md
+ * section 3, docs/FORMAT.md section 3.
+ *
+ *   I  hb_interval    renew this often
+ *   D  io_deadline    an I/O not completed by then has failed
+ *   T  dead_timeout   an observer that saw the slot unchanged for T calls it dead
+ *   F  = T - D - I    fence time: a host whose last good renewal was
+ *                     SUBMITTED more than F ago submits no more writes
+ *   inequality T >= 3I + 2D, hence F >= 2I + D: two renewal attempts, each
+ *   with a full I/O deadline, before a host must fence.
+ *
+ * Failure timeline with the defaults (I = 1 s, D = 2 s, T = 8 s), host A's
+ * disk path fails right after a good renewal submitted at t = 0:
+ *   t = 1, 2  A's renewals are submitted and fail (or miss D)
+ *   t = 5     F: lockd_check_lease starts returning -EIO; A submits nothing
+ *   t = 7     F + D: every write A submitted before F has landed or failed
+ *   t = 8..9  observers have seen A's seq unchanged for T (plus their own
+ *             sampling interval): A is dead, its locks may be taken.
+ * T > F + D is what makes taking the locks safe; the extra I absorbs the
+ * observer's sampling.
+ *
+ * Clocks: our own lease is judged on CLOCK_BOOTTIME, which keeps counting
+ * through a suspend (a resumed host must assume its lease is gone). The
+ * clock is injectable (struct lockd_clock) so tests expire leases without
+ * sleeping. Timestamps of different hosts are never compared.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "lockd_int.h"
+
+#define NS_PER_MS 1000000ull
+
+int lockd_timeouts_compute(uint32_t hb_interval_ms, uint32_t dead_timeout_ms,
+			   uint32_t io_deadline_ms, struct lockd_timeouts *out)
+{
+	uint64_t i = hb_interval_ms, d = io_deadline_ms, t = dead_timeout_ms;
+
+	if (i < LUNFS_HB_INTERVAL_MIN_MS || i > LUNFS_TIMING_MAX_MS || d < 1 ||
+	    d > LUNFS_TIMING_MAX_MS || t > LUNFS_TIMING_MAX_MS || t < 3 * i + 2 * d) {
+		return -EINVAL;
+	}
+	out->interval_ns = i * NS_PER_MS;
+	out->io_deadline_ns = d * NS_PER_MS;
+	out->dead_ns = t * NS_PER_MS;
+	out->fence_ns = (t - d - i) * NS_PER_MS;
+	/* Twice the interval: a host renewing on schedule moves at least
+	 * once in that window even if one beat was late by an interval. */
+	out->watch_ns = 2 * i * NS_PER_MS;
+	return 0;
+}
+
+static uint64_t lockd_clock_boottime(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void lockd_clock_nanosleep(void *arg, uint64_t ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull),
+			       .tv_nsec = (long)(ns % 1000000000ull) };
+
+	(void)arg;
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+	}
+}
+
+void lockd_clock_default(struct lockd_clock *out)
+{
+	out->now_ns = lockd_clock_boottime;
+	out->sleep_ns = lockd_clock_nanosleep;
+	out->arg = NULL;
+}
+
+uint64_t lockd_now(const struct lunfs_lockd *ld)
+{
+	return ld->clock.now_ns(ld->clock.arg);
+}
