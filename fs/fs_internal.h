@@ -78,6 +78,9 @@ void mc_drop_clean(struct mcache *mc);
 /* Take one more reference on an entry already held (the journal pins the
  * entries of its running transaction this way). */
 void mc_hold(struct mcache *mc, struct mc_entry *e);
+/* Device reads that failed since the cache was created. The journal
+ * compares it across a handle: see jnl_stop. */
+uint64_t mc_read_errors(struct mcache *mc);
 /* Bytes charged against the bound and number of entries (statistics, tests). */
 void mc_stats(struct mcache *mc, uint64_t *bytes, uint64_t *entries);
 

@@ -81,6 +81,8 @@ struct jnl_handle {
 	struct jnl *j;
 	unsigned credits;
 	bool open;
+	unsigned ndirty;             /* jnl_dirty calls that succeeded */
+	uint64_t read_errors_at_start; /* mc_read_errors() at jnl_start */
 };
 
 struct jnl {
@@ -1006,6 +1008,8 @@ int jnl_start(struct jnl *j, unsigned credits, struct jnl_handle **out)
 	}
 	j->h.credits = credits;
 	j->h.open = true;
+	j->h.ndirty = 0;
+	j->h.read_errors_at_start = mc_read_errors(j->mc);
 	*out = &j->h;
 	return 0;
 }
@@ -1020,6 +1024,7 @@ int jnl_dirty(struct jnl_handle *h, struct mc_entry *e)
 	if (!h->open) {
 		return -EINVAL;
 	}
+	h->ndirty++;
 	if (e->dirty_tid == j->head_seq) {
 		return 0; /* already in the running transaction */
 	}
@@ -1061,6 +1066,15 @@ int jnl_stop(struct jnl_handle *h, bool sync)
 	}
 	h->open = false;
 	if (j->err != 0) {
+		return j->err;
+	}
+	/* A metadata read failed while this handle was changing things: the
+	 * operation may have stopped half-way, with part of its changes made
+	 * in the cache. Those must never commit, so the journal aborts (the
+	 * volume answers EIO until it is remounted, and replay restores the
+	 * last durable state), as ext4 does with errors=remount-ro. */
+	if (h->ndirty > 0 && mc_read_errors(j->mc) != h->read_errors_at_start) {
+		jnl_abort(j, -EIO);
 		return j->err;
 	}
 	if (sync || jnl_tx_blocks(j->tx_n, j->tx_bytes) > j->ring_blocks / 4) {

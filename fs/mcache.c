@@ -60,6 +60,7 @@ struct mcache {
 	uint64_t bytes;              /* sum of cost over all entries */
 	uint64_t nentries;
 	struct mc_entry lru;         /* sentinel: lru.lru_next = most recent */
+	uint64_t read_errors;        /* atomic: failed device reads, ever */
 };
 
 #define MC_BUCKETS_MIN 256u
@@ -330,6 +331,7 @@ int mc_get(struct mcache *mc, uint64_t addr, uint32_t len, unsigned flags, struc
 		n->loading = false;
 		pthread_cond_broadcast(&mc->cond);
 		if (err != 0) {
+			__atomic_add_fetch(&mc->read_errors, 1, __ATOMIC_RELAXED);
 			n->unhashed = true;
 			n->load_err = err;
 			mc_unhash_locked(mc, e);
@@ -344,6 +346,11 @@ int mc_get(struct mcache *mc, uint64_t addr, uint32_t len, unsigned flags, struc
 out_unlock:
 	pthread_mutex_unlock(&mc->lock);
 	return err;
+}
+
+uint64_t mc_read_errors(struct mcache *mc)
+{
+	return __atomic_load_n(&mc->read_errors, __ATOMIC_RELAXED);
 }
 
 void mc_hold(struct mcache *mc, struct mc_entry *e)
