@@ -259,6 +259,7 @@ struct fusemnt {
 	 * end needs the mount point's path. */
 	char *device;
 	char *mountpoint;
+	bool foreground;             /* -f or -d: no fork, stderr stays */
 	bool daemonized;             /* logging goes to syslog */
 	int status_fd;               /* write end of the pipe to the parent; -1 */
 	char host_name[FUSEMNT_HOST_NAME_MAX + 1];
@@ -611,7 +612,7 @@ static int fm_main(struct fusemnt *m)
 		return FUSEMNT_FAIL;
 	}
 	fm_report(m, FUSEMNT_OK);
-	if (!m->a->foreground) {
+	if (!m->foreground) {
 		fm_detach(m);
 	}
 	fm_log(m, LOG_INFO, "%s mounted on %s as host '%s'%s", m->device, m->mountpoint,
@@ -639,12 +640,12 @@ int fusemnt_run(const struct fusemnt_args *a)
 	struct stat st;
 	char err[160];
 	int pipefd[2];
-	bool foreground = a->foreground || a->debug;
 	int ret;
 	pid_t pid;
 
 	memset(&m, 0, sizeof(m));
 	m.a = a;
+	m.foreground = a->foreground || a->debug;
 	m.status_fd = -1;
 	m.fargs = (struct fuse_args)FUSE_ARGS_INIT(0, NULL);
 	ret = fusemnt_opts_parse(a->options, &m.o, err, sizeof(err));
@@ -671,7 +672,7 @@ int fusemnt_run(const struct fusemnt_args *a)
 		fm_log(&m, LOG_ERR, "%s: %s", a->mountpoint, strerror(errno));
 		goto fail;
 	}
-	if (!foreground) {
+	if (!m.foreground) {
 		if (pipe2(pipefd, O_CLOEXEC) != 0) {
 			fm_log(&m, LOG_ERR, "pipe: %s", strerror(errno));
 			goto fail;
