@@ -69,5 +69,6 @@ for _ in $(seq 1 100); do
 	sleep 0.1
 done
 step build/lunfs inspect "$img"
+step build/fsck.lunfs "$img"
 echo
-echo "demo: formatted $img, mounted it, stored a VM image on it, unmounted it cleanly."
+echo "demo: formatted $img, mounted it, stored a VM image on it, unmounted it cleanly, checked it."
