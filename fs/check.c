@@ -2317,7 +2317,10 @@ static int ck_reach(struct ck *ck, uint64_t from)
 	q[tail++] = from;
 	while (head < tail) {
 		struct ck_edge key = { .parent = q[head++] };
-		struct ck_edge *e = bsearch(&key, ck->edges, ck->nedges, sizeof(key), ck_edge_cmp);
+		/* No edges (no subdirectories): edges may be NULL, which
+		 * bsearch must not be given even with a count of 0. */
+		struct ck_edge *e = ck->nedges == 0 ? NULL :
+			bsearch(&key, ck->edges, ck->nedges, sizeof(key), ck_edge_cmp);
 
 		if (e == NULL) {
 			continue;
@@ -2401,7 +2404,9 @@ static int ck_namespace(struct ck *ck)
 			}
 		}
 	}
-	qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
+	if (ck->nedges > 0) {
+		qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
+	}
 	err = ck_reach(ck, ck->sb.root_ino);
 	if (err < 0) {
 		return err;
