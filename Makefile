@@ -61,7 +61,7 @@ INTEG      := $(sort $(wildcard tests/integration/test_*.sh))
 PREFIX  ?= /usr/local
 SBINDIR ?= $(PREFIX)/sbin
 
-.PHONY: all check unit integration asan ubsan install uninstall clean help deps fuzz soak
+.PHONY: all check unit integration asan ubsan asan-quick ubsan-quick san-quick install uninstall clean help deps fuzz soak
 all: $(PROGS)
 
 help:
@@ -70,6 +70,8 @@ help:
 	@echo "make unit       Check unit tests only"
 	@echo "make asan       make check under AddressSanitizer (build-asan/)"
 	@echo "make ubsan      make check under UndefinedBehaviorSanitizer (build-ubsan/)"
+	@echo "make asan-quick unit + hostile-input tests under ASan (part of scripts/test.sh)"
+	@echo "make ubsan-quick the same under UBSan"
 	@echo "make soak       long power-loss run: every crash point, 16 seeds"
 	@echo "make fuzz       libFuzzer on every on-disk decoder (FUZZ_SECONDS=60)"
 	@echo "make install    install the programs into $(SBINDIR)"
@@ -105,21 +107,41 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_HELP_OBJS) $(CLI_OBJS) $(LI
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
+# Each test prints its wall time, so slow ones are easy to spot.
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $$t; done
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; s=$$(date +%s); \
+		CK_DEFAULT_TIMEOUT=$${CK_DEFAULT_TIMEOUT:-120} $$t; echo "== $$t: $$(( $$(date +%s) - s )) s"; done
 
 integration: $(PROGS)
-	@set -e; for t in $(INTEG); do echo "== $$t"; LUNFS_BUILD=$(abspath $(BUILD)) bash $$t; done
+	@set -e; for t in $(INTEG); do echo "== $$t"; s=$$(date +%s); \
+		LUNFS_BUILD=$(abspath $(BUILD)) bash $$t; echo "== $$t: $$(( $$(date +%s) - s )) s"; done
+
+# The sanitizer runs of the default test command: every unit test, and the
+# integration tests that feed hostile input to the tools. The mount tests
+# run under the sanitizers with `make asan` / `make ubsan` (longer).
+INTEG_HOSTILE := tests/integration/test_inspect.sh tests/integration/test_fsck.sh tests/integration/test_mkfs.sh
+san-quick: $(PROGS) $(UNIT_BINS)
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration INTEG="$(INTEG_HOSTILE)"
 
 check: $(PROGS) $(UNIT_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
+ASAN_FLAGS  := -fsanitize=address -fno-omit-frame-pointer
+UBSAN_FLAGS := -fsanitize=undefined -fno-sanitize-recover=all
+
 asan:
-	$(MAKE) BUILD=build-asan OPT=-O1 SANFLAGS="-fsanitize=address -fno-omit-frame-pointer" check
+	$(MAKE) BUILD=build-asan OPT=-O1 SANFLAGS="$(ASAN_FLAGS)" check
 
 ubsan:
-	$(MAKE) BUILD=build-ubsan OPT=-O1 SANFLAGS="-fsanitize=undefined -fno-sanitize-recover=all" check
+	$(MAKE) BUILD=build-ubsan OPT=-O1 SANFLAGS="$(UBSAN_FLAGS)" check
+
+asan-quick:
+	$(MAKE) BUILD=build-asan OPT=-O1 SANFLAGS="$(ASAN_FLAGS)" san-quick
+
+ubsan-quick:
+	$(MAKE) BUILD=build-ubsan OPT=-O1 SANFLAGS="$(UBSAN_FLAGS)" san-quick
 
 soak: $(BUILD)/tests/test_powerloss
 	CK_DEFAULT_TIMEOUT=0 LUNFS_SOAK=1 $(BUILD)/tests/test_powerloss
