@@ -86,6 +86,12 @@ struct alloc_cl {
 	uint64_t units_free;    /* held: exact (the header's); else the hint */
 };
 
+struct alloc_busy {
+	uint64_t ci;            /* cluster */
+	uint64_t u, n;          /* units [u, u + n) */
+	uint64_t seq;           /* journal transaction that freed them */
+};
+
 struct alloc {
 	struct lunfs_vol *v;
 	pthread_mutex_t mu;
@@ -97,6 +103,13 @@ struct alloc {
 	struct lunfs_cluster_hdr geo[ALLOC_NTYPES]; /* geometry per type */
 	struct lunfs_bitmap bm;         /* scratch */
 	struct lunfs_refcount rc;       /* scratch */
+	/* File blocks freed by transactions that have not committed yet. They
+	 * are not handed out again until then: data written into a reused
+	 * block goes straight to the disk, and a crash before the commit
+	 * would undo the free and give the old file the new file's bytes
+	 * (ext4 keeps such blocks back for the same reason). */
+	struct alloc_busy *busy;
+	size_t nbusy, busy_cap;
 };
 
 static uint64_t alloc_mono_ns(void)
@@ -285,7 +298,80 @@ struct alloc_cursor {
 	struct alloc *a;
 	uint64_t ci;
 	uint64_t block;          /* decoded block in a->bm, or ALLOC_NONE */
+	bool mask_busy;          /* searching: busy units count as allocated */
 };
+
+/* Forget busy ranges whose freeing transaction has committed. */
+static void alloc_busy_prune(struct alloc *a)
+{
+	uint64_t running = jnl_running_seq(a->v->jnl);
+	size_t k = 0;
+
+	for (size_t i = 0; i < a->nbusy; i++) {
+		if (a->busy[i].seq >= running) {
+			a->busy[k++] = a->busy[i];
+		}
+	}
+	a->nbusy = k;
+}
+
+static int alloc_busy_add(struct alloc *a, uint64_t ci, uint64_t u, uint64_t n)
+{
+	uint64_t seq = jnl_running_seq(a->v->jnl);
+
+	if (a->nbusy > 0) {
+		struct alloc_busy *l = &a->busy[a->nbusy - 1];
+
+		if (l->ci == ci && l->seq == seq && l->u + l->n == u) {
+			l->n += n;
+			return 0;
+		}
+	}
+	if (a->nbusy == a->busy_cap) {
+		size_t cap = a->busy_cap ? 2 * a->busy_cap : 64;
+		struct alloc_busy *nb = realloc(a->busy, cap * sizeof(*nb));
+
+		if (nb == NULL) {
+			return -ENOMEM;
+		}
+		a->busy = nb;
+		a->busy_cap = cap;
+	}
+	a->busy[a->nbusy++] = (struct alloc_busy){ .ci = ci, .u = u, .n = n, .seq = seq };
+	return 0;
+}
+
+/* Mark the busy units of the decoded bitmap block as allocated (in the
+ * scratch copy only: it is never encoded back from a search). */
+static void alloc_busy_mask(struct alloc *a, uint64_t ci, uint64_t b)
+{
+	uint64_t first = b * LUNFS_BITMAP_BITS, last = first + LUNFS_BITMAP_BITS;
+
+	for (size_t i = 0; i < a->nbusy; i++) {
+		const struct alloc_busy *r = &a->busy[i];
+		uint64_t lo, hi;
+
+		if (r->ci != ci || r->u >= last || r->u + r->n <= first) {
+			continue;
+		}
+		lo = r->u > first ? r->u : first;
+		hi = r->u + r->n < last ? r->u + r->n : last;
+		for (uint64_t x = lo - first; x < hi - first; x++) {
+			a->bm.words[x / 64u] |= 1ull << (x % 64u);
+		}
+	}
+}
+
+bool alloc_busy_pending(struct alloc *a)
+{
+	bool pending;
+
+	pthread_mutex_lock(&a->mu);
+	alloc_busy_prune(a);
+	pending = a->nbusy > 0;
+	pthread_mutex_unlock(&a->mu);
+	return pending;
+}
 
 static int alloc_cursor_at(struct alloc_cursor *cu, uint64_t u)
 {
@@ -304,6 +390,9 @@ static int alloc_cursor_at(struct alloc_cursor *cu, uint64_t u)
 	err = alloc_bm_load(cu->a, cu->ci, b, e);
 	mc_put(cu->a->v->mc, e);
 	if (err == 0) {
+		if (cu->mask_busy) {
+			alloc_busy_mask(cu->a, cu->ci, b);
+		}
 		cu->block = b;
 	}
 	return err;
@@ -673,11 +762,16 @@ type_it:
 static int alloc_from(struct alloc *a, struct jnl_handle *h, uint64_t ci, uint8_t type,
 		      uint64_t want, uint64_t hint, uint64_t *addr, uint64_t *got)
 {
-	struct alloc_cursor cu = { .a = a, .ci = ci, .block = ALLOC_NONE };
+	struct alloc_cursor cu = { .a = a, .ci = ci, .block = ALLOC_NONE,
+				   .mask_busy = type == LUNFS_CLUSTER_FILE };
 	struct alloc_cl *c = &a->cl[ci];
 	struct lunfs_cluster_hdr hdr;
 	uint64_t from, start = 0, len = 0, cs = alloc_cl_start(a, ci);
 	int err;
+
+	if (cu.mask_busy) {
+		alloc_busy_prune(a);
+	}
 
 	err = alloc_hdr_read(a, ci, &hdr);
 	if (err < 0) {
@@ -711,8 +805,9 @@ static int alloc_from(struct alloc *a, struct jnl_handle *h, uint64_t ci, uint8_
 		return err;
 	}
 	if (len == 0) {
-		/* units_free said otherwise: the header lies. */
-		return -EUCLEAN;
+		/* Every free unit is busy (freed by an uncommitted
+		 * transaction); otherwise units_free lies about the bitmap. */
+		return cu.mask_busy && a->nbusy > 0 ? -ENOSPC : -EUCLEAN;
 	}
 	if (len > hdr.units_free) {
 		return -EUCLEAN;
@@ -915,6 +1010,9 @@ int alloc_free(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t add
 			run = k - i;
 		}
 		err = alloc_bits_change(a, h, ci, i, run, false);
+		if (err == 0 && type == LUNFS_CLUSTER_FILE) {
+			err = alloc_busy_add(a, ci, i, run);
+		}
 		if (err < 0) {
 			goto out;
 		}
@@ -1117,6 +1215,7 @@ void alloc_close(struct alloc *a)
 	}
 	pthread_mutex_unlock(&a->mu);
 	pthread_mutex_destroy(&a->mu);
+	free(a->busy);
 	free(a->cl);
 	free(a);
 }

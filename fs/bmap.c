@@ -473,6 +473,56 @@ out:
 	return ret;
 }
 
+int bmap_set_run(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
+		 const struct lunfs_map_entry *ent, unsigned n)
+{
+	struct lunfs_map_leaf leaf;
+	struct bmap_path p;
+	struct mc_entry *e;
+	uint64_t ub = bmap_unit_bytes(v, im);
+	unsigned hole_level;
+	int ret;
+
+	if (n == 0 || ent->addr == 0 || lblk % LUNFS_MAP_LEAF_FANOUT + n > LUNFS_MAP_LEAF_FANOUT) {
+		return -EINVAL;
+	}
+	/* The first entry builds the path; the rest share its leaf, which
+	 * is then decoded and encoded once instead of n times. */
+	ret = bmap_set(v, h, im, lblk, ent);
+	if (ret != 0 || n == 1) {
+		return ret;
+	}
+	ret = bmap_walk(v, im, lblk, &p, &hole_level);
+	if (ret > 0) {
+		ret = -EUCLEAN;
+	}
+	if (ret == 0) {
+		ret = bmap_leaf_read(v, im, p.addr[1], p.base[1], &e, &leaf);
+	}
+	if (ret != 0) {
+		/* All or nothing: the caller frees the whole run. */
+		(void)bmap_clear(v, h, im, lblk);
+		return ret;
+	}
+	ret = jnl_dirty(h, e);
+	if (ret != 0) {
+		mc_put(v->mc, e);
+		(void)bmap_clear(v, h, im, lblk);
+		return ret;
+	}
+	for (unsigned k = 1; k < n; k++) {
+		struct lunfs_map_entry *le = &leaf.e[p.idx[1] + k];
+
+		le->addr = ent->addr + k * ub;
+		le->flags = ent->flags;
+		le->written = im->di.map_unit == LUNFS_MAP_META ? ~0ull : ent->written;
+	}
+	leaf.seq++;
+	map_leaf_encode(&v->codec, &leaf, p.addr[1], e->buf);
+	mc_put(v->mc, e);
+	return 0;
+}
+
 int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
 	       uint64_t first, uint64_t last, uint64_t *next)
 {

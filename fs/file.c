@@ -517,6 +517,7 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 	uint64_t pos = off, end = off + len;
 	struct wblk bl[FILE_BATCH_BLOCKS];
 	uint8_t *bounce = NULL;
+	bool retried = false;
 	int ret = 0;
 
 	while (pos < end) {
@@ -618,10 +619,19 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			hint = addr + got * bs;
 		}
 		if (n == 0) {
-			r = jnl_stop(h, false);
-			(void)r;
+			(void)jnl_stop(h, false);
 			free(bounce);
 			bounce = NULL;
+			/* Space freed by the running transaction becomes usable
+			 * once it commits: commit, then try this batch again. */
+			if (ret == -ENOSPC && !retried && alloc_busy_pending(v->alloc)) {
+				retried = true;
+				ret = jnl_sync(v->jnl);
+				if (ret == 0) {
+					continue;
+				}
+			}
+			/* Nothing allocated: the error (ENOSPC) is the answer. */
 			goto out;
 		}
 		ret = 0;
@@ -932,6 +942,7 @@ static int file_prealloc_locked(struct lunfs_vol *v, struct inode_mem *im, uint6
 {
 	uint64_t bs = v->sb.file_block_size;
 	uint64_t lblk = first, hint = 0;
+	bool retried = false;
 	int ret = 0;
 
 	while (lblk <= last) {
@@ -960,25 +971,31 @@ static int file_prealloc_locked(struct lunfs_vol *v, struct inode_mem *im, uint6
 			return ret;
 		}
 		ret = alloc_units(v->alloc, h, LUNFS_CLUSTER_FILE, want, hint, &addr, &got);
+		if (ret == -ENOSPC && !retried && alloc_busy_pending(v->alloc)) {
+			/* Nothing changed under this handle yet: commit the
+			 * frees that wait for it, and try again. */
+			(void)jnl_stop(h, false);
+			retried = true;
+			ret = jnl_sync(v->jnl);
+			if (ret != 0) {
+				return ret;
+			}
+			continue;
+		}
 		if (ret == 0) {
-			uint64_t k;
+			struct lunfs_map_entry ne = { .addr = addr, .flags = 0, .written = 0 };
 
-			for (k = 0; k < got; k++) {
-				struct lunfs_map_entry ne = { .addr = addr + k * bs, .flags = 0, .written = 0 };
-
-				ret = bmap_set(v, h, im, lblk + k, &ne);
-				if (ret != 0) {
-					break;
-				}
+			ret = bmap_set_run(v, h, im, lblk, &ne, (unsigned)got);
+			if (ret != 0) {
+				/* Not mapped (a map node could not be had):
+				 * give the blocks back. */
+				(void)alloc_free(v->alloc, h, LUNFS_CLUSTER_FILE, addr, got);
+			} else {
+				im->di.alloc_bytes += got * bs;
+				lblk += got;
+				hint = addr + got * bs;
+				ret = inode_dirty(h, im);
 			}
-			if (k < got) {
-				(void)alloc_free(v->alloc, h, LUNFS_CLUSTER_FILE, addr + k * bs, got - k);
-			}
-			im->di.alloc_bytes += k * bs;
-			lblk += k;
-			hint = addr + got * bs;
-			r = inode_dirty(h, im);
-			ret = ret != 0 ? ret : r;
 		}
 		r = jnl_stop(h, false);
 		ret = ret != 0 ? ret : r;

@@ -111,6 +111,9 @@ int jnl_dirty(struct jnl_handle *h, struct mc_entry *e);
 void jnl_order_data(struct jnl_handle *h);
 /* End the operation. With `sync`, wait until its transaction is durable. */
 int jnl_stop(struct jnl_handle *h, bool sync);
+/* Sequence number of the running transaction: changes made now commit
+ * with it, and every transaction with a smaller number is durable. */
+uint64_t jnl_running_seq(struct jnl *j);
 /* Commit everything so far and wait (fsync, syncfs). */
 int jnl_sync(struct jnl *j);
 /* Replay a journal without a mounted volume (fsck, recovery, mount). Writes
@@ -135,6 +138,11 @@ int alloc_units(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t wa
  * the unit, in the header area or in a cluster of another type, or for a
  * unit already free (double free). */
 int alloc_free(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t addr, uint64_t count);
+/* File blocks freed by a transaction that has not committed are not handed
+ * out again until it has (a crash would undo the free after new data was
+ * written into them). True when some are waiting: an allocation that found
+ * no space may then succeed after jnl_sync. */
+bool alloc_busy_pending(struct alloc *a);
 /* File-block reference counts (snapshots, clones). extra = references - 1.
  * alloc_ref_add: -EMLINK when extra would pass 65535 (saturated: the
  * caller copies the block instead), -EUCLEAN below 0 or on a free block. */
@@ -254,6 +262,11 @@ int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
  * the root or the height change. */
 int bmap_set(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
 	     const struct lunfs_map_entry *e);
+/* bmap_set of n consecutive logical blocks from lblk, all in one leaf
+ * (lblk % 251 + n <= 251), to physically consecutive blocks from e->addr
+ * with e's flags and written (fallocate, sequential writes). */
+int bmap_set_run(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
+		 const struct lunfs_map_entry *e, unsigned n);
 /* Unmap [first, last] and free the blocks (respecting refcounts: a shared
  * block loses a reference instead). Works a leaf at a time; *next = first
  * logical block not yet done (last+1 when finished) so callers can split

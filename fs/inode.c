@@ -264,8 +264,9 @@ out:
  * frees it. Either way im is no longer findable as a live inode. */
 static bool inode_last_user_locked(struct icache *ic, struct inode_mem *im)
 {
-	/* Nobody else holds the inode, so di cannot change under us. */
-	if (im->di.nlink == 0 && !im->dead && !ic->v->opts.read_only) {
+	/* Nobody else holds the inode, so di cannot change under us. Mode 0:
+	 * reclaimed already (orphan_recover reclaims explicitly). */
+	if (im->di.nlink == 0 && im->di.mode != 0 && !im->dead && !ic->v->opts.read_only) {
 		im->dead = true;
 		im->refs = 1; /* the reclaimer's */
 		return true;
@@ -703,6 +704,10 @@ int inode_reclaim(struct lunfs_vol *v, struct inode_mem *im)
 	if (ret == -ENOENT) {
 		ret = 0;
 	}
+	/* Gone: a lookup by number must not find it while it drains. */
+	pthread_mutex_lock(&v->ic->lock);
+	im->dead = true;
+	pthread_mutex_unlock(&v->ic->lock);
 out:
 	pthread_rwlock_unlock(&im->lock);
 	r = jnl_stop(h, false);

@@ -1052,6 +1052,11 @@ int jnl_dirty(struct jnl_handle *h, struct mc_entry *e)
 	return 0;
 }
 
+uint64_t jnl_running_seq(struct jnl *j)
+{
+	return j->head_seq;
+}
+
 void jnl_order_data(struct jnl_handle *h)
 {
 	h->j->tx_order_data = true;

@@ -989,6 +989,123 @@ START_TEST(test_file_orphan_recover)
 }
 END_TEST
 
+/* ---- copy-on-write of shared blocks ------------------------------------------- */
+
+/* Make b share a's blocks [0, n) the way a clone would: same addresses,
+ * SHARED on both sides, one more reference each. */
+static void share_blocks(struct inode_mem *a, struct inode_mem *b, uint64_t n)
+{
+	struct lunfs_vol *v = T.v;
+	struct jnl_handle *h;
+
+	pthread_mutex_lock(&v->meta_lock);
+	ck_assert_int_eq(jnl_start(v->jnl, 64, &h), 0);
+	pthread_rwlock_wrlock(&a->lock);
+	pthread_rwlock_wrlock(&b->lock);
+	for (uint64_t l = 0; l < n; l++) {
+		struct lunfs_map_entry e;
+		uint64_t run;
+
+		ck_assert_int_eq(bmap_lookup(v, a, l, &e, &run), 0);
+		ck_assert_uint_ne(e.addr, 0);
+		e.flags |= LUNFS_MAPE_SHARED;
+		ck_assert_int_eq(bmap_set(v, h, a, l, &e), 0);
+		ck_assert_int_eq(bmap_set(v, h, b, l, &e), 0);
+		ck_assert_int_eq(alloc_ref_add(v->alloc, h, e.addr, 1), 0);
+		b->di.alloc_bytes += v->sb.file_block_size;
+	}
+	b->di.size = a->di.size;
+	ck_assert_int_eq(inode_dirty(h, a), 0);
+	ck_assert_int_eq(inode_dirty(h, b), 0);
+	pthread_rwlock_unlock(&b->lock);
+	pthread_rwlock_unlock(&a->lock);
+	ck_assert_int_eq(jnl_stop(h, false), 0);
+	pthread_mutex_unlock(&v->meta_lock);
+}
+
+static uint32_t ref_extra(uint64_t addr)
+{
+	uint32_t extra = 99;
+
+	ck_assert_int_eq(alloc_ref_get(T.v->alloc, addr, &extra), 0);
+	return extra;
+}
+
+START_TEST(test_file_cow)
+{
+	struct inode_mem *a, *b;
+	struct model ma, mb;
+	struct lunfs_map_entry e0, e1;
+	uint64_t bs, run, file0;
+	uint8_t *buf;
+
+	vol_up(1 * GiB, 512, 64 * KiB);
+	bs = T.v->sb.file_block_size;
+	buf = malloc(bs * 4);
+	model_init(&ma);
+	file0 = units_used(LUNFS_CLUSTER_FILE);
+	ck_assert_int_eq(fs_testvol_inode_new(&T, S_IFREG | 0644, &a), 0);
+	ck_assert_int_eq(fs_testvol_inode_new(&T, S_IFREG | 0644, &b), 0);
+	/* Block 0 fully written, block 1 partly (unwritten chunks inside). */
+	pat_fill(buf, 1, 0, bs + 5000);
+	ck_assert_int_eq(file_write(T.v, a, buf, bs + 5000, 0), (ssize_t)(bs + 5000));
+	model_write(&ma, 1, 0, bs + 5000);
+	ck_assert_int_eq(file_fallocate(T.v, a, 0, 0, 3 * bs), 0);
+	ma.size = 3 * bs;
+	share_blocks(a, b, 3);
+	model_clone(&ma, &mb);
+	ck_assert_int_eq(bmap_lookup(T.v, a, 0, &e0, &run), 0);
+	ck_assert_int_eq(bmap_lookup(T.v, a, 1, &e1, &run), 0);
+	ck_assert_uint_eq(ref_extra(e0.addr), 1);
+	/* A small unaligned write into each shared block: a copies. */
+	pat_fill(buf, 2, 100, 3000);
+	ck_assert_int_eq(file_write(T.v, a, buf, 3000, 100), 3000);
+	model_write(&ma, 2, 100, 3000);
+	pat_fill(buf, 3, bs + 20000, 1000);
+	ck_assert_int_eq(file_write(T.v, a, buf, 1000, bs + 20000), 1000);
+	model_write(&ma, 3, bs + 20000, 1000);
+	{
+		struct lunfs_map_entry n0, n1;
+
+		ck_assert_int_eq(bmap_lookup(T.v, a, 0, &n0, &run), 0);
+		ck_assert_int_eq(bmap_lookup(T.v, a, 1, &n1, &run), 0);
+		ck_assert_uint_ne(n0.addr, e0.addr);
+		ck_assert_uint_ne(n1.addr, e1.addr);
+		ck_assert_uint_eq(n0.flags & LUNFS_MAPE_SHARED, 0);
+		ck_assert_uint_eq(n1.written, e1.written | (3ull << (20000 / (bs / 64)))); /* chunks 19, 20 */
+	}
+	ck_assert_uint_eq(ref_extra(e0.addr), 0);
+	ck_assert_uint_eq(ref_extra(e1.addr), 0);
+	check_all(a, &ma, "cow a");
+	check_all(b, &mb, "cow b");
+	/* b is now the only owner: its write goes in place. */
+	pat_fill(buf, 4, 0, 4096);
+	ck_assert_int_eq(file_write(T.v, b, buf, 4096, 0), 4096);
+	model_write(&mb, 4, 0, 4096);
+	{
+		struct lunfs_map_entry n0;
+
+		ck_assert_int_eq(bmap_lookup(T.v, b, 0, &n0, &run), 0);
+		ck_assert_uint_eq(n0.addr, e0.addr);
+	}
+	check_all(b, &mb, "cow b in place");
+	check_all(a, &ma, "cow a after b");
+	/* Punching a shared block drops a reference; the other keeps it. */
+	ck_assert_int_eq(bmap_lookup(T.v, a, 2, &e0, &run), 0);
+	ck_assert_uint_eq(ref_extra(e0.addr), 1);
+	ck_assert_int_eq(file_fallocate(T.v, b, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * bs, bs), 0);
+	ck_assert_uint_eq(ref_extra(e0.addr), 0);
+	ck_assert_int_eq(file_truncate(T.v, a, 0), 0);
+	ck_assert_int_eq(file_truncate(T.v, b, 0), 0);
+	ck_assert_uint_eq(units_used(LUNFS_CLUSTER_FILE), file0);
+	inode_put(T.v, a);
+	inode_put(T.v, b);
+	model_free(&ma);
+	model_free(&mb);
+	free(buf);
+}
+END_TEST
+
 /* ---- power loss at every write ------------------------------------------------- */
 
 /* FILE units the bitmaps say are allocated, as addresses. */
@@ -1289,6 +1406,7 @@ static Suite *file_suite(void)
 	tcase_add_test(tc, test_file_parallel);
 	tcase_add_test(tc, test_file_reclaim);
 	tcase_add_test(tc, test_file_orphan_recover);
+	tcase_add_test(tc, test_file_cow);
 	tc = file_tcase(s, "crash");
 	tcase_add_test(tc, test_file_crash);
 	tc = file_tcase(s, "exercise");
