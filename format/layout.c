@@ -7,7 +7,8 @@
  *
  *   HEARTBEAT  max_hosts * sector_size
  *   SYSLOCK    LUNFS_SYSLOCKS * sector_size
- *   PAXOS      paxos_instances * max_hosts * sector_size
+ *   PAXOS      paxos_instances * (max_hosts + 1) * sector_size (host blocks
+ *              plus one leader record per instance)
  *   CLUSTER    cluster_count * sector_size
  *   JOURNAL    max_hosts * journal_size
  *   DATA       cluster_count * cluster_size, starting on a file block
@@ -32,6 +33,7 @@
 #include <string.h>
 
 #include "fmt_private.h"
+#include "lunfs/crc32c.h"
 #include "lunfs/cluster.h"
 #include "lunfs/format.h"
 #include "lunfs/layout.h"
@@ -72,7 +74,7 @@ static bool layout_regions(const struct lunfs_super *sb, uint64_t cc, uint64_t l
 	 * these products cannot overflow; cc * sec and cc * cluster_size can. */
 	if (!region_place(&cur, hosts * sec, &r[LUNFS_REGION_HEARTBEAT]) ||
 	    !region_place(&cur, (uint64_t)LUNFS_SYSLOCKS * sec, &r[LUNFS_REGION_SYSLOCK]) ||
-	    !region_place(&cur, (uint64_t)sb->paxos_instances * hosts * sec, &r[LUNFS_REGION_PAXOS])) {
+	    !region_place(&cur, (uint64_t)sb->paxos_instances * (hosts + 1) * sec, &r[LUNFS_REGION_PAXOS])) {
 		return false;
 	}
 	if (__builtin_mul_overflow(cc, sec, &need) ||
@@ -166,7 +168,7 @@ static int geometry_core_check(const struct lunfs_super *sb, const char **why)
 
 	need[LUNFS_REGION_HEARTBEAT] = (uint64_t)sb->max_hosts * sec;
 	need[LUNFS_REGION_SYSLOCK] = (uint64_t)LUNFS_SYSLOCKS * sec;
-	need[LUNFS_REGION_PAXOS] = (uint64_t)sb->paxos_instances * sb->max_hosts * sec;
+	need[LUNFS_REGION_PAXOS] = (uint64_t)sb->paxos_instances * (sb->max_hosts + 1ull) * sec;
 	need[LUNFS_REGION_JOURNAL] = (uint64_t)sb->max_hosts * sb->journal_size;
 	if (__builtin_mul_overflow(sb->cluster_count, sec, &need[LUNFS_REGION_CLUSTER]) ||
 	    __builtin_mul_overflow(sb->cluster_count, sb->cluster_size, &need[LUNFS_REGION_DATA])) {
@@ -411,7 +413,29 @@ uint64_t layout_paxos_addr(const struct lunfs_super *sb, uint32_t instance, uint
 		return 0;
 	}
 	return sb->regions[LUNFS_REGION_PAXOS].offset +
-	       ((uint64_t)instance * sb->max_hosts + slot) * sb->sector_size;
+	       ((uint64_t)instance * (sb->max_hosts + 1ull) + slot) * sb->sector_size;
+}
+
+uint64_t layout_paxos_leader_addr(const struct lunfs_super *sb, uint32_t instance)
+{
+	if (instance >= sb->paxos_instances) {
+		return 0;
+	}
+	return sb->regions[LUNFS_REGION_PAXOS].offset +
+	       ((uint64_t)instance * (sb->max_hosts + 1ull) + sb->max_hosts) * sb->sector_size;
+}
+
+uint32_t layout_paxos_instance(const struct lunfs_super *sb, uint64_t sector_addr)
+{
+	uint8_t le[8];
+
+	if (sb->paxos_instances == 0) {
+		return 0;
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		le[i] = (uint8_t)(sector_addr >> (8 * i));
+	}
+	return crc32c(0, le, sizeof(le)) % sb->paxos_instances;
 }
 
 uint64_t layout_cluster_lock_addr(const struct lunfs_super *sb, uint64_t cluster)

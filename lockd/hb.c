@@ -31,7 +31,10 @@
  * completed: a slow completion can only make us fence earlier).
  * lockd_check_lease fails once now - last_ok_submit > F (lockd/timeouts.c).
  *
- * Leave. Stop the thread, release every lock we hold, compare-and-write
+ * The monitor (lockd/monitor.c) runs on its own thread next to the
+ * heartbeat thread, started and stopped with it.
+ *
+ * Leave. Stop the threads, release every lock we hold, compare-and-write
  * the slot to FREE (generation kept, so the next claim moves past it),
  * flush.
  *
@@ -47,6 +50,7 @@
 
 #include "lockd_int.h"
 #include "lunfs/heartbeat.h"
+#include "lunfs/paxos_caw.h"
 
 /* How many times join re-reads after losing a race before giving up. Each
  * lost race means another host won a slot, so max_hosts + a margin bounds
@@ -158,6 +162,157 @@ static void hb_slot_fill(struct lunfs_lockd *ld, const struct lockd_opts *o, uin
 	s->pid = (uint32_t)getpid();
 }
 
+/*
+ * PAXOS mode (lockd_opts.caw). Disk Paxos needs a slot to take part, so the
+ * slot itself is won by timing: a delta lease (Chockler and Malkhi 2004, as
+ * sanlock's delta_lease.c). With D = io_deadline:
+ *   re-read the chosen slot; if it is not the image the choice was made on,
+ *   lose. Write our claim (JOINING, generation + 1) with a plain write, at
+ *   most D after that read was submitted (else lose: the read is too old to
+ *   act on), flush, wait 3 D, read it back: ours still -> write LIVE.
+ * Why 3 D: a rival that read the slot before our claim landed (<= t + D,
+ * t = our submit) submits its own claim within D of its read (<= t + 2 D),
+ * and it lands within D (<= t + 3 D): by the time we read back, a rival
+ * claim that could overwrite ours has landed, and the last writer is the
+ * only one that reads its own claim back. Both can lose; both cannot win.
+ * Renewals: plain writes while our lease is valid (nobody may judge us dead
+ * before T, and a write submitted before F lands before T - I), each after
+ * reading the slot back (a changed slot: fenced, as a failed CAW is in LOCAL
+ * mode). Once the lease has expired a renewal is a Paxos CAW against our
+ * last image, allowed until T - D after the last good renewal, so a
+ * recoverer's RECOVERING is never overwritten (DESIGN 5.4).
+ */
+static int hb_delta_claim(struct lunfs_lockd *ld, uint32_t i, const uint8_t *expect,
+			  struct lunfs_hb_slot *s, uint8_t *rep, uint8_t *tmp, uint64_t *submit)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint64_t addr = layout_hb_addr(&ld->sb, i);
+	uint64_t t_read;
+	int err;
+
+	t_read = lockd_now(ld);
+	err = dev_read(ld->lower, tmp, ss, addr);
+	if (err < 0) {
+		return err;
+	}
+	if (memcmp(tmp, expect, ss) != 0) {
+		return -ECANCELED;
+	}
+	s->state = LUNFS_HB_JOINING;
+	hb_encode(&ld->codec, s, addr, rep);
+	if (lockd_now(ld) - t_read > ld->to.io_deadline_ns) {
+		return -ECANCELED;
+	}
+	err = dev_write(ld->lower, rep, ss, addr);
+	if (err == 0) {
+		err = dev_flush(ld->lower);
+	}
+	if (err < 0) {
+		return err;
+	}
+	ld->clock.sleep_ns(ld->clock.arg, 3 * ld->to.io_deadline_ns);
+	err = dev_read(ld->lower, tmp, ss, addr);
+	if (err < 0) {
+		return err;
+	}
+	if (memcmp(tmp, rep, ss) != 0) {
+		return -ECANCELED;
+	}
+	s->state = LUNFS_HB_LIVE;
+	s->seq++;
+	hb_encode(&ld->codec, s, addr, rep);
+	*submit = lockd_now(ld);
+	err = dev_write(ld->lower, rep, ss, addr);
+	if (err == 0) {
+		err = dev_flush(ld->lower);
+	}
+	return err;
+}
+
+/* One renewal write of image `rep` over ld->last_image. -ECANCELED: the
+ * slot is no longer what we last wrote (taken over). beat_mu held. */
+static int hb_renew_write(struct lunfs_lockd *ld, const uint8_t *rep)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint8_t *tmp;
+	int err;
+
+	if (ld->caw != LUNFS_CAW_PAXOS || lockd_check_lease(ld) < 0) {
+		/* LOCAL, or an expired lease: only a CAW may renew. */
+		return dev_caw(ld->dev, ld->hb_addr, ld->last_image, rep, NULL);
+	}
+	tmp = dev_buf_alloc(ss);
+	if (tmp == NULL) {
+		return -ENOMEM;
+	}
+	err = dev_read(ld->dev, tmp, ss, ld->hb_addr);
+	if (err == 0 && memcmp(tmp, ld->last_image, ss) != 0) {
+		err = -ECANCELED;
+	}
+	if (err == 0) {
+		err = dev_write(ld->dev, rep, ss, ld->hb_addr);
+	}
+	dev_buf_free(tmp);
+	return err;
+}
+
+/* The Paxos backend's lease check: any sector but our own slot needs a
+ * valid lease; our own slot may be renewed by CAW until T - D after the
+ * last good renewal (until then nobody can have judged us dead and taken
+ * the instance from us). Not `left`: leave frees the slot through it. */
+static int hb_paxos_lease_ok(void *arg, uint64_t target)
+{
+	struct lunfs_lockd *ld = arg;
+	uint64_t now;
+	int err = 0;
+
+	if (target != ld->hb_addr) {
+		return lockd_check_lease(ld);
+	}
+	now = lockd_now(ld);
+	pthread_mutex_lock(&ld->hb_mu);
+	if (ld->fenced || now - ld->last_ok_submit_ns > ld->to.dead_ns - ld->to.io_deadline_ns) {
+		err = -EIO;
+	}
+	pthread_mutex_unlock(&ld->hb_mu);
+	return err;
+}
+
+/* The Paxos backend's judge of other hosts: the monitor's, from its last
+ * scan (no I/O). gen 0: whoever holds the slot now. */
+static int hb_paxos_host_dead(void *arg, uint32_t slot, uint64_t gen)
+{
+	struct lunfs_lockd *ld = arg;
+	enum lockd_host_state st;
+
+	if (gen != 0) {
+		return lockd_host_dead(ld, slot, gen) ? 1 : 0;
+	}
+	st = lockd_host_state(ld, slot, NULL);
+	return st == LOCKD_HOST_DEAD || st == LOCKD_HOST_FREE || st == LOCKD_HOST_RECOVERING;
+}
+
+/* After the claim: every later CAW (lock records, our slot, recovery of
+ * others' slots) goes through the Paxos wrapper under our slot. */
+static int hb_paxos_attach(struct lunfs_lockd *ld)
+{
+	struct paxos_host me = {
+		.slot = ld->slot,
+		.gen = ld->gen,
+		.lease_ok = hb_paxos_lease_ok,
+		.host_dead = hb_paxos_host_dead,
+		.arg = ld,
+	};
+	int err;
+
+	err = dev_paxos_open(ld->lower, &ld->sb, &ld->codec, &me, &ld->pdev);
+	if (err < 0) {
+		return err;
+	}
+	ld->dev = ld->pdev;
+	return 0;
+}
+
 /* The join loop: scan, choose, claim by CAW, until a claim sticks. */
 static int hb_claim(struct lunfs_lockd *ld, const struct lockd_opts *o)
 {
@@ -201,7 +356,11 @@ static int hb_claim(struct lunfs_lockd *ld, const struct lockd_opts *o)
 		memset(rep, 0, ss);
 		hb_encode(&ld->codec, &s, ld->hb_addr, rep);
 		submit = lockd_now(ld);
-		err = dev_caw(ld->dev, ld->hb_addr, region + (uint64_t)i * ss, rep, NULL);
+		if (ld->caw == LUNFS_CAW_PAXOS) {
+			err = hb_delta_claim(ld, (uint32_t)i, region + (uint64_t)i * ss, &s, rep, tmp, &submit);
+		} else {
+			err = dev_caw(ld->dev, ld->hb_addr, region + (uint64_t)i * ss, rep, NULL);
+		}
 		if (err == -ECANCELED) {
 			err = -EAGAIN;
 			continue;
@@ -268,6 +427,7 @@ static void *hb_thread_main(void *arg)
 
 static void hb_state_free(struct lunfs_lockd *ld)
 {
+	lockd_mon_fini(ld);
 	lockd_table_free(ld);
 	pthread_mutex_destroy(&ld->lock_mu);
 	pthread_cond_destroy(&ld->stop_cv);
@@ -275,6 +435,9 @@ static void hb_state_free(struct lunfs_lockd *ld)
 	pthread_mutex_destroy(&ld->hb_mu);
 	pthread_mutex_destroy(&ld->beat_mu);
 	dev_buf_free(ld->last_image);
+	if (ld->pdev != NULL) {
+		dev_close(ld->pdev);
+	}
 	free(ld);
 }
 
@@ -290,6 +453,8 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 		return -ENOMEM;
 	}
 	ld->dev = dev;
+	ld->lower = dev;
+	ld->caw = o->caw;
 	ld->sb = *sb;
 	ld->codec = *c;
 	if (o->clock != NULL) {
@@ -315,6 +480,11 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 	pthread_cond_init(&ld->stop_cv, &ca);
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&ld->lock_mu, NULL);
+	err = lockd_mon_init(ld, o->clock);
+	if (err < 0) {
+		hb_state_free(ld);
+		return err;
+	}
 	*out = ld;
 	return 0;
 }
@@ -329,7 +499,8 @@ int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct
 	if (o->host_name != NULL && strlen(o->host_name) > 64) {
 		return -EINVAL;
 	}
-	if (dev->sector_size > sb->sector_size) {
+	if (dev->sector_size > sb->sector_size ||
+	    (o->caw != LUNFS_CAW_LOCAL && o->caw != LUNFS_CAW_PAXOS)) {
 		return -EOPNOTSUPP;
 	}
 	err = hb_state_alloc(dev, sb, c, o, &ld);
@@ -340,12 +511,23 @@ int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct
 	if (err < 0) {
 		goto fail;
 	}
+	if (ld->caw == LUNFS_CAW_PAXOS) {
+		err = hb_paxos_attach(ld);
+		if (err < 0) {
+			goto fail_claimed;
+		}
+	}
 	if (!o->no_thread) {
 		err = -pthread_create(&ld->thread, NULL, hb_thread_main, ld);
 		if (err < 0) {
 			goto fail_claimed;
 		}
 		ld->thread_running = true;
+		err = lockd_mon_start(ld);
+		if (err < 0) {
+			(void)lockd_leave(ld);  /* stops the heartbeat thread too */
+			return err;
+		}
 	}
 	*out = ld;
 	return 0;
@@ -382,7 +564,7 @@ int lockd_beat(struct lunfs_lockd *ld)
 	next.beat_time_ns = hb_realtime_ns();
 	hb_encode(&ld->codec, &next, ld->hb_addr, rep);
 	submit = lockd_now(ld);
-	err = dev_caw(ld->dev, ld->hb_addr, ld->last_image, rep, NULL);
+	err = hb_renew_write(ld, rep);
 	if (err == -ECANCELED) {
 		pthread_mutex_lock(&ld->hb_mu);
 		ld->fenced = true;
@@ -421,6 +603,8 @@ int lockd_check_lease(struct lunfs_lockd *ld)
 
 static void hb_thread_stop(struct lunfs_lockd *ld)
 {
+	/* The monitor first: its callbacks may still take and drop locks. */
+	lockd_mon_stop(ld);
 	if (!ld->thread_running) {
 		return;
 	}
@@ -532,6 +716,11 @@ int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *
 out:
 	dev_buf_free(img);
 	return err;
+}
+
+struct lunfs_dev *lockd_dev(const struct lunfs_lockd *ld)
+{
+	return ld->dev;
 }
 
 uint32_t lockd_slot(const struct lunfs_lockd *ld)

@@ -23,9 +23,13 @@
  *                     none alive (stale bits)        take it in M, holders
  *                                                    reset to just us
  *
- * "Alive" (lockd_slot_alive): for this issue a slot holds its locks while
- * its heartbeat record is claimed (any state but FREE) by the same
- * generation; the cluster issue adds timing-based death and recovery.
+ * "Alive" (lockd_slot_alive): a slot holds its locks while its heartbeat
+ * record is claimed (any state but FREE) by the same generation. A slot
+ * the monitor judges DEAD, or that is RECOVERING, still holds them until
+ * its recoverer frees the slot (lockd/recover.c): the dead host's journal
+ * may hold committed changes to what the lock covers, which replay would
+ * write over a new holder's, and a frozen host is fenced only once its
+ * slot has been taken. Failover therefore costs T + one scan + replay.
  * Holder bits carry no generation, so a bit of a live slot always counts
  * (on the safe side: a stale bit can delay a grant, never double it). Our
  * own bit or ownership left by an earlier generation of our slot is stale
@@ -501,4 +505,121 @@ uint8_t lockd_held(struct lunfs_lockd *ld, uint64_t lock_addr)
 	mode = h != NULL ? h->mode : LUNFS_LOCK_FREE;
 	pthread_mutex_unlock(&ld->lock_mu);
 	return mode;
+}
+
+/* ---- hand-off support (lockd/handoff.c) ------------------------------------ */
+
+int lockd_request_note(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t mode, uint32_t serial)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint8_t *img = dev_buf_alloc(ss);
+	uint8_t *rep = dev_buf_alloc(ss);
+	struct lunfs_lock l;
+	int err;
+
+	if (img == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	err = lockd_check_lease(ld);
+	if (err < 0) {
+		goto out_free;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	err = -EAGAIN;
+	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
+		err = lock_record_read(ld, lock_addr, img, &l);
+		if (err < 0) {
+			goto out;
+		}
+		if (err == 1 || l.mode == LUNFS_LOCK_FREE) {
+			err = 1;    /* nobody to ask: the caller tries the lock again */
+			goto out;
+		}
+		if (l.req_slot == ld->slot + 1u && l.req_serial == serial && l.req_gen == ld->gen &&
+		    l.req_mode == mode) {
+			err = 0;
+			goto out;
+		}
+		l.req_slot = (uint16_t)(ld->slot + 1u);
+		l.req_mode = mode;
+		l.req_serial = serial;
+		l.req_gen = ld->gen;
+		err = lock_record_caw(ld, lock_addr, img, &l, rep);
+		if (err != -ECANCELED) {
+			goto out;
+		}
+		err = -EAGAIN;
+	}
+out:
+	pthread_mutex_unlock(&ld->lock_mu);
+out_free:
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return err;
+}
+
+int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr)
+{
+	uint32_t ss = ld->sb.sector_size;
+	uint8_t *img = dev_buf_alloc(ss);
+	uint8_t *rep = dev_buf_alloc(ss);
+	struct lunfs_lock l;
+	int err;
+
+	if (img == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out_free;
+	}
+	err = lockd_check_lease(ld);
+	if (err < 0) {
+		goto out_free;
+	}
+	pthread_mutex_lock(&ld->lock_mu);
+	if (lock_table_find(ld, lock_addr) != NULL) {
+		err = 2;
+		goto out;
+	}
+	err = -EAGAIN;
+	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
+		err = lock_record_read(ld, lock_addr, img, &l);
+		if (err < 0) {
+			goto out;
+		}
+		if (err == 1) {
+			err = 0;
+			goto out;
+		}
+		/* Not in our table, so whatever the record says about our
+		 * slot was written by an earlier incarnation of it. */
+		if (l.mode == LUNFS_LOCK_EXCLUSIVE && l.owner_slot == ld->slot + 1u) {
+			l.mode = LUNFS_LOCK_FREE;
+			l.owner_slot = 0;
+			l.owner_gen = 0;
+		} else if ((l.mode == LUNFS_LOCK_SHARED || l.mode == LUNFS_LOCK_MULTIWRITER) &&
+			   lock_holder_test(&l, ld->slot)) {
+			lock_holder_set(&l, ld->slot, false);
+			if (l.nholders == 0) {
+				l.mode = LUNFS_LOCK_FREE;
+			}
+		} else {
+			err = 0;
+			goto out;
+		}
+		err = lock_record_caw(ld, lock_addr, img, &l, rep);
+		if (err == 0) {
+			err = 1;
+			goto out;
+		}
+		if (err != -ECANCELED) {
+			goto out;
+		}
+		err = -EAGAIN;
+	}
+out:
+	pthread_mutex_unlock(&ld->lock_mu);
+out_free:
+	dev_buf_free(rep);
+	dev_buf_free(img);
+	return err;
 }

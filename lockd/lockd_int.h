@@ -3,7 +3,8 @@
  * leave, the lease), lockd/lockd.c (lock records) and lockd/timeouts.c.
  * Nothing outside lockd/ includes this.
  *
- * Lock order: lock_mu < hb_mu. lock_mu is held across the I/O of one lock
+ * Lock order: act_mu (the monitor's act phase; callbacks run under it and
+ * may lock/unlock) < lock_mu < hb_mu. lock_mu is held across the I/O of one lock
  * operation (so operations on this host are serialised and the table always
  * matches what we last wrote); hb_mu only around reads and updates of the
  * heartbeat fields, never across I/O, except that lockd_beat holds beat_mu
@@ -28,8 +29,14 @@ struct lockd_held_lock {
 #define LOCKD_HELD_BUCKETS 1024u
 
 struct lunfs_lockd {
-	/* Set at join, read-only after. */
+	/* Set at join, read-only after. dev is what every lock record and
+	 * slot CAW goes through: `lower` (the caller's device) in LOCAL mode,
+	 * or pdev, the Paxos wrapper of lower (lockd/paxos.c), in PAXOS mode
+	 * once the slot is claimed. */
 	struct lunfs_dev *dev;
+	struct lunfs_dev *lower;
+	struct lunfs_dev *pdev;        /* PAXOS mode: ours to close */
+	enum lunfs_caw_backend caw;
 	struct lunfs_super sb;
 	struct lunfs_codec codec;
 	struct lockd_clock clock;
@@ -61,10 +68,84 @@ struct lunfs_lockd {
 	pthread_mutex_t lock_mu;
 	struct lockd_held_lock *held[LOCKD_HELD_BUCKETS];
 	uint64_t nheld;
+
+	/* The monitor (lockd/monitor.c, recover.c, handoff.c). act_mu
+	 * serialises the act phase of scans (recovery, serving requests) and
+	 * guards the callbacks and req_done; nothing of lockd is held while a
+	 * callback runs except act_mu, so callbacks may lock and unlock. */
+	struct lockd_monitor *mon;
+	pthread_mutex_t act_mu;
+	lockd_recover_fn recover;
+	void *recover_arg;
+	lockd_release_fn release;
+	void *release_arg;
+	uint32_t *req_done;            /* [requester * 8 + entry]: serial handled */
+	uint64_t *req_done_gen;        /* [requester]: its generation then */
+	uint32_t req_serial;           /* beat_mu: last request serial we used */
+	bool mon_running;
+	pthread_t mon_thread;
+	pthread_mutex_t mon_stop_mu;
+	pthread_cond_t mon_stop_cv;
+	bool mon_stop;                 /* mon_stop_mu */
 };
+
+/* A monitor's view of one slot (lockd/monitor.c). */
+struct lockd_mon_slot {
+	bool seen;                     /* read at least once */
+	int status;                    /* decode result of the last read */
+	uint8_t state;
+	uint64_t gen, seq;
+	uint32_t dead_timeout_ms;
+	uint64_t first_read_ns;        /* our first read of the slot (completion) */
+	uint64_t since_ns;             /* completion of the read that first saw the current value */
+	uint64_t changes;
+};
+
+/* mu guards everything below it; scan_mu serialises reads (buf). Lock
+ * order: lockd's act_mu < scan_mu < mu; mu is never held across I/O. */
+struct lockd_monitor {
+	struct lunfs_dev *dev;
+	struct lunfs_super sb;
+	struct lunfs_codec codec;
+	struct lockd_clock clock;      /* monotonic: observing others */
+	pthread_mutex_t scan_mu;
+	uint8_t *buf;                  /* scan_mu: read buffer */
+	pthread_mutex_t mu;
+	uint64_t last_submit_ns;       /* submission of the latest read */
+	uint64_t reads;
+	struct lockd_mon_slot *slots;  /* max_hosts */
+	struct lunfs_hb_slot *rec;     /* max_hosts, decoded latest read */
+	uint8_t *image;                /* max_hosts sectors, raw latest read */
+};
+
+/* lockd/monitor.c: the member's monitor, set up by lockd/hb.c. */
+int lockd_mon_init(struct lunfs_lockd *ld, const struct lockd_clock *injected);
+int lockd_mon_start(struct lunfs_lockd *ld);
+void lockd_mon_stop(struct lunfs_lockd *ld);
+void lockd_mon_fini(struct lunfs_lockd *ld);
+/* Judge slot i from the monitor's state (m->mu held). */
+enum lockd_host_state lockd_mon_judge_locked(const struct lockd_monitor *m, uint32_t i);
+bool lockd_mon_dead_locked(const struct lockd_monitor *m, uint32_t slot, uint64_t gen);
+
+/* lockd/recover.c: recover what the latest scan found dead. */
+int lockd_recover_run(struct lunfs_lockd *ld);
+/* lockd/handoff.c: serve requests aimed at us found by the latest scan. */
+int lockd_handoff_serve(struct lunfs_lockd *ld);
+
+/* lockd/lockd.c, for hand-off: */
+/* Record our request (serial, mode) in the lock record. 0, or 1 when the
+ * record shows nobody else holding it (try again at once). */
+int lockd_request_note(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t mode, uint32_t serial);
+/* A request reached us for a lock not in our table: clear our holder bit
+ * or ownership left by an earlier incarnation of our slot. 0 nothing to
+ * do, 1 cleared, 2 held in our table (the caller asks the upper layer). */
+int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr);
 
 /* lockd/timeouts.c */
 void lockd_clock_default(struct lockd_clock *out);
+/* CLOCK_MONOTONIC: how we time other hosts (it stops while this machine is
+ * suspended, so waking up never makes everybody look dead at once). */
+void lockd_clock_monotonic(struct lockd_clock *out);
 uint64_t lockd_now(const struct lunfs_lockd *ld);
 
 /* lockd/hb_scan.c: decode a raw heartbeat region image (max_hosts sectors). */

@@ -23,7 +23,9 @@
  * observer's sampling.
  *
  * Clocks: our own lease is judged on CLOCK_BOOTTIME, which keeps counting
- * through a suspend (a resumed host must assume its lease is gone). The
+ * through a suspend (a resumed host must assume its lease is gone). Other
+ * hosts are timed on CLOCK_MONOTONIC (lockd/monitor.c), which stops during
+ * our own suspend, so waking up never makes every other host look dead. The
  * clock is injectable (struct lockd_clock) so tests expire leases without
  * sleeping. Timestamps of different hosts are never compared.
  */
@@ -62,6 +64,15 @@ static uint64_t lockd_clock_boottime(void *arg)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+static uint64_t lockd_clock_mono(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void lockd_clock_nanosleep(void *arg, uint64_t ns)
 {
 	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull),
@@ -75,6 +86,13 @@ static void lockd_clock_nanosleep(void *arg, uint64_t ns)
 void lockd_clock_default(struct lockd_clock *out)
 {
 	out->now_ns = lockd_clock_boottime;
+	out->sleep_ns = lockd_clock_nanosleep;
+	out->arg = NULL;
+}
+
+void lockd_clock_monotonic(struct lockd_clock *out)
+{
+	out->now_ns = lockd_clock_mono;
 	out->sleep_ns = lockd_clock_nanosleep;
 	out->arg = NULL;
 }

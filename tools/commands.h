@@ -40,6 +40,8 @@ struct tool_cmd {
 /* Handlers. */
 int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv);
 int cmd_mount(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/mount.c */
+int cmd_hosts(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/hosts.c */
+int cmd_locks(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/locks.c */
 
 /* --- tools/common.c -------------------------------------------------------- */
 

@@ -86,6 +86,54 @@ static const struct tool_cmd commands[] = {
 			"volume or FUSE could not be mounted, 2 on a usage error.\n",
 		.run = cmd_mount,
 	},
+	{
+		.name = "hosts",
+		.summary = "list the hosts (heartbeat slots): recorded and observed state",
+		.synopsis = "[--json] [--all] [--no-wait|--confirm-dead] DEVICE|MOUNTPOINT",
+		.help =
+			"List the volume's heartbeat slots: slot, host name and UUID, the state\n"
+			"the slot records (live, joining, leaving, recovering, free) and the\n"
+			"state observed from here, generation, seq, how long the slot has been\n"
+			"seen unchanged here, pid and timing (interval/dead timeout/I/O\n"
+			"deadline, ms). MOUNTPOINT: the device of the lunfs mount there.\n"
+			"\n"
+			"Observation: the heartbeat region is read for twice the longest\n"
+			"interval a host advertises. A slot that changed is live; one that did\n"
+			"not is silent. A host is dead only when its slot has stayed unchanged\n"
+			"for its own dead timeout, measured on this machine's clock (never from\n"
+			"the times hosts write), which --confirm-dead waits out. Never writes.\n"
+			"\n"
+			"Options:\n"
+			"  --json          one JSON object on stdout, for scripts\n"
+			"  --all           list every slot, not just claimed ones\n"
+			"  --no-wait       do not observe: show the recorded state only\n"
+			"  --confirm-dead  watch silent slots until they move or reach their\n"
+			"                  dead timeout (at most 10 minutes)\n"
+			"  -h, --help      this text\n"
+			"\n"
+			"Exit status: 0 shown, 1 the volume could not be read, 2 usage error.\n",
+		.run = cmd_hosts,
+	},
+	{
+		.name = "locks",
+		.summary = "list held locks: who holds what, in which mode, since when",
+		.synopsis = "[--json] [--all] DEVICE|MOUNTPOINT",
+		.help =
+			"List the lock records that are held: system locks, resource cluster\n"
+			"locks (with a count of clusters by type) and the locks of allocated\n"
+			"inodes. For each: kind, id (inode number), mode, owner (slot, host\n"
+			"name, generation; [stale] when the slot has moved past it) or shared\n"
+			"holders, when it was granted, and a pending hand-off request.\n"
+			"MOUNTPOINT: the device of the lunfs mount there. Never writes.\n"
+			"\n"
+			"Options:\n"
+			"  --json      one JSON object on stdout, for scripts\n"
+			"  --all       also list lock records that are written but free\n"
+			"  -h, --help  this text\n"
+			"\n"
+			"Exit status: 0 shown, 1 the volume could not be read, 2 usage error.\n",
+		.run = cmd_locks,
+	},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

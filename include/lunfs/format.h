@@ -127,6 +127,11 @@ int sb_geometry_check(const struct lunfs_super *sb, const char **why);
 uint64_t layout_hb_addr(const struct lunfs_super *sb, uint32_t slot);
 uint64_t layout_syslock_addr(const struct lunfs_super *sb, uint32_t id);
 uint64_t layout_paxos_addr(const struct lunfs_super *sb, uint32_t instance, uint32_t slot);
+/* The leader record of an instance (right after its max_hosts host blocks). */
+uint64_t layout_paxos_leader_addr(const struct lunfs_super *sb, uint32_t instance);
+/* The instance that guards the sector at byte address sector_addr:
+ * crc32c(le64(sector_addr)) % paxos_instances. */
+uint32_t layout_paxos_instance(const struct lunfs_super *sb, uint64_t sector_addr);
 uint64_t layout_cluster_lock_addr(const struct lunfs_super *sb, uint64_t cluster);
 uint64_t layout_cluster_addr(const struct lunfs_super *sb, uint64_t cluster);
 uint64_t layout_journal_addr(const struct lunfs_super *sb, uint32_t slot);
@@ -199,9 +204,27 @@ struct lunfs_paxos {
 	uint64_t mbal, bal;
 	uint16_t inp_owner_slot; /* slot index + 1; 0 = released */
 	uint64_t inp_owner_gen, inp_round, inp_target;
+	uint64_t released_round; /* last round this host owned and released */
 };
 void paxos_encode(const struct lunfs_codec *c, const struct lunfs_paxos *in, uint64_t addr, void *rec);
 int paxos_decode(const struct lunfs_codec *c, const void *rec, uint64_t addr, struct lunfs_paxos *out);
+
+struct lunfs_paxos_leader {
+	uint32_t instance;
+	uint16_t writer_slot;    /* slot index */
+	uint64_t writer_gen;
+	uint64_t round;
+	uint16_t owner_slot;     /* slot index + 1; 0 = none */
+	bool released;
+	uint64_t owner_gen;
+	uint64_t target;
+};
+void paxos_leader_encode(const struct lunfs_codec *c, const struct lunfs_paxos_leader *in, uint64_t addr,
+			 void *rec);
+/* Also checks instance and slots in range, released in {0, 1}, and that a
+ * record with an owner names a round >= 1. */
+int paxos_leader_decode(const struct lunfs_codec *c, const void *rec, uint64_t addr,
+			struct lunfs_paxos_leader *out);
 
 /* --- resource clusters (format/cluster.c) ---------------------------------- */
 struct lunfs_cluster_hdr {

@@ -47,6 +47,12 @@ struct lockd_opts {
 	uint8_t host_uuid[LUNFS_UUID_SIZE]; /* identity of this host */
 	bool no_thread;                     /* tests: no heartbeat thread; call lockd_beat() */
 	const struct lockd_clock *clock;    /* NULL = the real clock; copied at join */
+	/* How slots are claimed and records compare-and-written. LOCAL (0,
+	 * the default): dev_caw of `dev` (one machine). PAXOS: the slot is
+	 * claimed with a delta lease (plain writes and a wait of 3 D), then
+	 * every CAW goes through a Disk Paxos wrapper of `dev` (lockd/paxos.c)
+	 * run under our slot and generation; lockd_dev() returns it. */
+	enum lunfs_caw_backend caw;
 };
 
 /* Claim a heartbeat slot and start renewing it.
@@ -65,6 +71,10 @@ int lockd_leave(struct lunfs_lockd *ld);
 void lockd_abandon(struct lunfs_lockd *ld);
 uint32_t lockd_slot(const struct lunfs_lockd *ld);
 uint64_t lockd_gen(const struct lunfs_lockd *ld);
+/* The device lockd does its I/O on: `dev` of lockd_join, or its Paxos
+ * wrapper in PAXOS mode (whose dev_caw is correct between machines). Owned
+ * by lockd: valid until lockd_leave/lockd_abandon. */
+struct lunfs_dev *lockd_dev(const struct lunfs_lockd *ld);
 /* The slot image we claimed (journal location etc.). */
 const struct lunfs_hb_slot *lockd_self(const struct lunfs_lockd *ld);
 /* One renewal (the heartbeat thread calls it every hb_interval). */
@@ -90,5 +100,87 @@ int lockd_read(struct lunfs_lockd *ld, uint64_t lock_addr, struct lunfs_lock *ou
 int lockd_set_payload(struct lunfs_lockd *ld, uint64_t lock_addr, const uint8_t payload[64]);
 /* Do we hold lock_addr (in our table)? Returns the mode, or LUNFS_LOCK_FREE. */
 uint8_t lockd_held(struct lunfs_lockd *ld, uint64_t lock_addr);
+
+/* ---- the monitor: every host watches every slot (lockd/monitor.c) ------
+ * The whole heartbeat region is read every hb_interval. For each slot the
+ * monitor remembers when, on THIS host's monotonic clock, it first read the
+ * slot's current (generation, seq, state). A claimed slot is DEAD once the
+ * value has stayed the same for that slot's OWN dead_timeout_ms, measured
+ * between reads of ours (never from the timestamps hosts write). */
+enum lockd_host_state {
+	LOCKD_HOST_UNKNOWN = 0,  /* not read yet, or the slot is corrupt */
+	LOCKD_HOST_FREE,         /* FREE, never written or left by another volume */
+	LOCKD_HOST_LIVE,         /* LIVE and not (yet) judged dead */
+	LOCKD_HOST_DEAD,         /* claimed, unchanged for its own dead timeout */
+	LOCKD_HOST_RECOVERING,   /* a recoverer has claimed it */
+	LOCKD_HOST_JOINING,      /* JOINING, not judged dead */
+	LOCKD_HOST_LEAVING,      /* LEAVING, not judged dead */
+};
+const char *lockd_host_state_name(enum lockd_host_state s);
+
+/* One slot as a monitor sees it (tools, logs). */
+struct lockd_host_info {
+	int status;                  /* hb_decode result of the last read */
+	struct lunfs_hb_slot rec;    /* as recorded (zeroed unless status 0) */
+	enum lockd_host_state state; /* as observed */
+	uint64_t age_ms;             /* since we first read the current value */
+	uint64_t watched_ms;         /* since our first read of the slot */
+	uint64_t changes;            /* changes seen since our first read */
+};
+
+/* A monitor without a membership, for tools: reads only. clock NULL =
+ * CLOCK_MONOTONIC (an injected clock: its now_ns). */
+struct lockd_monitor;
+int lockd_monitor_open(struct lunfs_dev *dev, const struct lunfs_super *sb,
+		       const struct lunfs_codec *c, const struct lockd_clock *clock,
+		       struct lockd_monitor **out);
+void lockd_monitor_close(struct lockd_monitor *m);
+/* One read of the whole region; updates the change times. */
+int lockd_monitor_read(struct lockd_monitor *m);
+/* out[] has sb->max_hosts entries. */
+void lockd_monitor_snapshot(struct lockd_monitor *m, struct lockd_host_info *out);
+
+/* The member's monitor. With the heartbeat thread (opts.no_thread false) a
+ * monitor thread calls lockd_monitor_scan every interval; with no_thread
+ * the caller does. One scan: read the region, fence ourselves if our slot
+ * was taken, recover dead hosts (only when a recover callback is set), and
+ * serve hand-off requests aimed at us. Callbacks run inside it. */
+int lockd_monitor_scan(struct lunfs_lockd *ld);
+/* State of `slot` as observed (our own slot: LIVE); *gen (may be NULL)
+ * gets its recorded generation. */
+enum lockd_host_state lockd_host_state(struct lunfs_lockd *ld, uint32_t slot, uint64_t *gen);
+/* Can the incarnation (slot, gen) no longer act? True when the slot is
+ * judged DEAD at that generation, is RECOVERING or FREE, or has moved to a
+ * later generation. False when not observed long enough (safe side). No
+ * I/O: answers from the last scan (the Paxos backend's host_dead). */
+bool lockd_host_dead(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen);
+/* out[] has max_hosts entries. */
+void lockd_hosts_snapshot(struct lunfs_lockd *ld, struct lockd_host_info *out);
+
+/* ---- dead-host recovery (lockd/recover.c) -------------------------------
+ * Called by the one survivor that won the compare-and-write of the dead
+ * slot to RECOVERING (dead = that image: its generation, its journal).
+ * Replays the dead host's journal and reclaims its orphans; must be
+ * idempotent (a recoverer that dies is taken over and the next one starts
+ * again). 0: the slot is then freed; < 0: it stays RECOVERING by us and is
+ * retried on a later scan. Without a callback nobody recovers: a dead
+ * host's journal must never be skipped. Not to be set from a callback. */
+typedef int (*lockd_recover_fn)(void *arg, uint32_t slot, const struct lunfs_hb_slot *dead);
+void lockd_set_recover(struct lunfs_lockd *ld, lockd_recover_fn fn, void *arg);
+
+/* ---- lock hand-off (lockd/handoff.c) ------------------------------------
+ * Called when another host asks for lock_addr, which we hold (in our
+ * table), in wanted_mode: flush what it covers, then lockd_unlock (or
+ * keep it and return -EBUSY: asked again next scan while the request
+ * stands). Without a callback a lock we hold is never given up behind the
+ * upper layer's back; a stale holder bit or ownership of an earlier
+ * incarnation of our slot is cleared by lockd itself. */
+typedef int (*lockd_release_fn)(void *arg, uint64_t lock_addr, uint8_t wanted_mode);
+void lockd_set_release(struct lunfs_lockd *ld, lockd_release_fn fn, void *arg);
+/* lockd_lock, but while a live host holds the lock in a conflicting mode,
+ * ask it (request in the record and in our heartbeat slot) and wait, up to
+ * timeout_ms on our clock. -EBUSY at the timeout, *holder_slot = holder. */
+int lockd_lock_wait(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_t id,
+		    uint8_t mode, uint32_t timeout_ms, uint32_t *holder_slot);
 
 #endif

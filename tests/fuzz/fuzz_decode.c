@@ -50,7 +50,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&c, 0, sizeof(c));
 	memset(c.uuid, 0x5a, sizeof(c.uuid));
 
-	switch (data[0] % 16) {
+	switch (data[0] % 17) {
 	case 0: fuzz_sb(buf); break;
 	case 1: { struct lunfs_hb_slot o; (void)hb_decode(&c, buf, rec, &o); break; }
 	case 2: { struct lunfs_lock o; (void)lock_decode(&c, buf, rec, &o); break; }
@@ -66,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 12: { struct lunfs_xattr_blk o = { .ents = xents }; (void)xattr_blk_decode(&c, buf, blk, &o); break; }
 	case 13: { struct lunfs_jsb o; (void)jsb_decode(&c, buf, blk, 16u << 20, &o); break; }
 	case 14: { struct lunfs_jdesc o; (void)jdesc_decode(&c, buf, blk, &o); break; }
+	case 15: { struct lunfs_paxos_leader o; (void)paxos_leader_decode(&c, buf, rec, &o); break; }
 	default: { struct lunfs_jcommit o; (void)jcommit_decode(&c, buf, blk, &o); break; }
 	}
 	return 0;

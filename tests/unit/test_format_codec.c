@@ -176,6 +176,20 @@ static void sample_paxos(struct lunfs_paxos *x)
 	x->inp_owner_gen = 0x777;
 	x->inp_round = 0x888;
 	x->inp_target = 0x999000;
+	x->released_round = 0x887;
+}
+
+static void sample_paxos_leader(struct lunfs_paxos_leader *x)
+{
+	memset(x, 0, sizeof(*x));
+	x->instance = 4095;
+	x->writer_slot = 2047;
+	x->writer_gen = 0x4321;
+	x->round = 0x888;
+	x->owner_slot = 2048;
+	x->released = true;
+	x->owner_gen = 0x777;
+	x->target = 0x999000;
 }
 
 static void sample_cluster_hdr(struct lunfs_cluster_hdr *h, uint8_t type)
@@ -492,6 +506,26 @@ static int dec_paxos(const struct lunfs_codec *c, const void *buf, uint64_t addr
 	return ret;
 }
 
+static void enc_paxos_leader(const struct lunfs_codec *c, uint64_t addr, void *buf)
+{
+	struct lunfs_paxos_leader x;
+
+	sample_paxos_leader(&x);
+	paxos_leader_encode(c, &x, addr, buf);
+}
+
+static int dec_paxos_leader(const struct lunfs_codec *c, const void *buf, uint64_t addr, bool cmp)
+{
+	struct lunfs_paxos_leader x, o;
+	int ret = paxos_leader_decode(c, buf, addr, &o);
+
+	if (ret == 0 && cmp) {
+		sample_paxos_leader(&x);
+		MEMCMP_EQ(&x, &o);
+	}
+	return ret;
+}
+
 static void enc_inode(const struct lunfs_codec *c, uint64_t addr, void *buf)
 {
 	struct lunfs_inode n;
@@ -665,6 +699,7 @@ static const struct codec_case cases[] = {
 	{ "lock-excl", LUNFS_RECORD_SIZE, enc_lock_x, dec_lock_x },
 	{ "lock-multi", LUNFS_RECORD_SIZE, enc_lock_s, dec_lock_s },
 	{ "paxos", LUNFS_RECORD_SIZE, enc_paxos, dec_paxos },
+	{ "paxos-leader", LUNFS_RECORD_SIZE, enc_paxos_leader, dec_paxos_leader },
 	{ "inode", LUNFS_RECORD_SIZE, enc_inode, dec_inode },
 	{ "cluster-file", LUNFS_META_BLOCK_SIZE, enc_cl_file, dec_cl_file },
 	{ "cluster-meta", LUNFS_META_BLOCK_SIZE, enc_cl_meta, dec_cl_meta },
@@ -1019,6 +1054,39 @@ START_TEST(test_paxos_semantic)
 	x.instance = LUNFS_PAXOS_INSTANCES_MAX;
 	paxos_encode(&c, &x, REC_ADDR, buf);
 	ck_assert_int_eq(paxos_decode(&c, buf, REC_ADDR, &o), -EUCLEAN);
+}
+END_TEST
+
+START_TEST(test_paxos_leader_semantic)
+{
+	struct lunfs_codec c;
+	struct lunfs_paxos_leader x, o;
+	struct lunfs_paxos px;
+	uint8_t buf[512];
+
+	codec_init(&c, 0x10);
+	/* An owner needs a round. */
+	sample_paxos_leader(&x);
+	x.round = 0;
+	paxos_leader_encode(&c, &x, REC_ADDR, buf);
+	ck_assert_int_eq(paxos_leader_decode(&c, buf, REC_ADDR, &o), -EUCLEAN);
+	sample_paxos_leader(&x);
+	x.owner_slot = LUNFS_HOSTS_MAX + 1;
+	paxos_leader_encode(&c, &x, REC_ADDR, buf);
+	ck_assert_int_eq(paxos_leader_decode(&c, buf, REC_ADDR, &o), -EUCLEAN);
+	/* released is a byte that must be 0 or 1. */
+	sample_paxos_leader(&x);
+	paxos_leader_encode(&c, &x, REC_ADDR, buf);
+	buf[58] = 2;
+	rec_seal(&c, buf, LUNFS_PAXOS_LEADER_MAGIC, 0, REC_ADDR);
+	ck_assert_int_eq(paxos_leader_decode(&c, buf, REC_ADDR, &o), -EUCLEAN);
+	/* A host block is not a leader, nor the other way round. */
+	sample_paxos(&px);
+	paxos_encode(&c, &px, REC_ADDR, buf);
+	ck_assert_int_eq(paxos_leader_decode(&c, buf, REC_ADDR, &o), -EUCLEAN);
+	sample_paxos_leader(&x);
+	paxos_leader_encode(&c, &x, REC_ADDR, buf);
+	ck_assert_int_eq(paxos_decode(&c, buf, REC_ADDR, &px), -EUCLEAN);
 }
 END_TEST
 
@@ -1542,6 +1610,7 @@ int main(void)
 	tcase_add_test(ts, test_hb_semantic);
 	tcase_add_test(ts, test_lock_semantic);
 	tcase_add_test(ts, test_paxos_semantic);
+	tcase_add_test(ts, test_paxos_leader_semantic);
 	tcase_add_test(ts, test_inode_semantic);
 	tcase_add_test(ts, test_cluster_semantic);
 	tcase_add_test(ts, test_map_semantic);

@@ -28,7 +28,7 @@ static uint64_t expect_data_offset(const struct lunfs_super *sb, uint64_t cc, ui
 	uint64_t need[5] = {
 		(uint64_t)sb->max_hosts * sb->sector_size,
 		64ull * sb->sector_size,
-		(uint64_t)sb->paxos_instances * sb->max_hosts * sb->sector_size,
+		(uint64_t)sb->paxos_instances * (sb->max_hosts + 1) * sb->sector_size,
 		cc * sb->sector_size,
 		(uint64_t)sb->max_hosts * sb->journal_size,
 	};
@@ -121,11 +121,12 @@ START_TEST(test_default_1g)
 	ck_assert_uint_eq(sb.journal_size, 1 * MiB);
 	/* 1 GiB / 256 = 4 MiB, below 16 file blocks. */
 	ck_assert_uint_eq(sb.cluster_size, 16 * MiB);
-	/* HB 1M @1M, SYSLOCK @2M, PAXOS 2M @3M, CLUSTER @5M, JOURNAL 64M @6M. */
+	/* HB 1M @1M, SYSLOCK @2M, PAXOS 3M @3M (64 x 65 records: 2080 KiB),
+	 * CLUSTER @6M, JOURNAL 64M @7M. */
 	ck_assert_uint_eq(sb.regions[LUNFS_REGION_PAXOS].offset, 3 * MiB);
-	ck_assert_uint_eq(sb.regions[LUNFS_REGION_PAXOS].length, 2 * MiB);
-	ck_assert_uint_eq(sb.regions[LUNFS_REGION_JOURNAL].offset, 6 * MiB);
-	ck_assert_uint_eq(sb.regions[LUNFS_REGION_DATA].offset, 70 * MiB);
+	ck_assert_uint_eq(sb.regions[LUNFS_REGION_PAXOS].length, 3 * MiB);
+	ck_assert_uint_eq(sb.regions[LUNFS_REGION_JOURNAL].offset, 7 * MiB);
+	ck_assert_uint_eq(sb.regions[LUNFS_REGION_DATA].offset, 71 * MiB);
 	ck_assert_uint_eq(sb.cluster_count, 59);
 }
 END_TEST
@@ -153,7 +154,7 @@ START_TEST(test_default_64t)
 	ck_assert_uint_eq(sb.journal_size, 16 * MiB);
 	ck_assert_uint_eq(sb.cluster_size, 1 * GiB);
 	ck_assert_uint_eq(sb.regions[LUNFS_REGION_CLUSTER].length, 32 * MiB);
-	ck_assert_uint_eq(sb.regions[LUNFS_REGION_DATA].offset, 1061 * MiB);
+	ck_assert_uint_eq(sb.regions[LUNFS_REGION_DATA].offset, 1062 * MiB);
 	ck_assert_uint_eq(sb.cluster_count, 65534);
 }
 END_TEST
@@ -404,7 +405,7 @@ static void mutate(struct lunfs_super *sb, int m)
 		break;
 	case M_ROOT_PAST: sb->root_ino = layout_inodes_per_cluster(sb) * sb->cluster_count + 500; break;
 	case M_ROOT_HUGE: sb->root_ino = UINT64_MAX; break;
-	case M_DATA_UNALIGNED: sb->file_block_size *= 2; break;
+	case M_DATA_UNALIGNED: sb->file_block_size *= 4; break;
 	case M_HOSTS_BIG_HB: sb->max_hosts = LUNFS_HOSTS_MAX; break;
 	default: break;
 	}
@@ -415,7 +416,8 @@ START_TEST(test_geometry_mutations)
 	struct lunfs_super sb;
 	const char *why = NULL;
 
-	/* 64 TiB: cluster 1 GiB, DATA at 1061 MiB (odd MiB, for M_DATA_UNALIGNED). */
+	/* 64 TiB: cluster 1 GiB, DATA at 1062 MiB (not a multiple of 4 MiB, for
+	 * M_DATA_UNALIGNED). */
 	valid_sb(64 * TiB, &sb);
 	mutate(&sb, _i);
 	ck_assert_msg(sb_geometry_check(&sb, &why) == -EUCLEAN, "mutation %d accepted", _i);
@@ -445,11 +447,24 @@ START_TEST(test_addresses)
 	ck_assert_uint_eq(layout_syslock_addr(&sb, 64), 0);
 	a = layout_paxos_addr(&sb, sb.paxos_instances - 1, sb.max_hosts - 1);
 	ck_assert_uint_eq(a, r[LUNFS_REGION_PAXOS].offset +
-				     ((uint64_t)sb.paxos_instances * sb.max_hosts - 1) * 512);
+				     ((uint64_t)sb.paxos_instances * (sb.max_hosts + 1) - 2) * 512);
 	ck_assert_uint_lt(a, r[LUNFS_REGION_PAXOS].offset + r[LUNFS_REGION_PAXOS].length);
-	ck_assert_uint_eq(layout_paxos_addr(&sb, 1, 0), r[LUNFS_REGION_PAXOS].offset + sb.max_hosts * 512ull);
+	ck_assert_uint_eq(layout_paxos_addr(&sb, 1, 0),
+			  r[LUNFS_REGION_PAXOS].offset + (sb.max_hosts + 1) * 512ull);
 	ck_assert_uint_eq(layout_paxos_addr(&sb, sb.paxos_instances, 0), 0);
 	ck_assert_uint_eq(layout_paxos_addr(&sb, 0, sb.max_hosts), 0);
+	/* The leader follows the instance's host blocks; the last one ends the
+	 * region's records. */
+	ck_assert_uint_eq(layout_paxos_leader_addr(&sb, 0), r[LUNFS_REGION_PAXOS].offset + sb.max_hosts * 512ull);
+	a = layout_paxos_leader_addr(&sb, sb.paxos_instances - 1);
+	ck_assert_uint_eq(a, r[LUNFS_REGION_PAXOS].offset +
+				     ((uint64_t)sb.paxos_instances * (sb.max_hosts + 1) - 1) * 512);
+	ck_assert_uint_le(a + 512, r[LUNFS_REGION_PAXOS].offset + r[LUNFS_REGION_PAXOS].length);
+	ck_assert_uint_eq(layout_paxos_leader_addr(&sb, sb.paxos_instances), 0);
+	for (uint64_t s8 = 0; s8 < 4096; s8 += 512) {
+		ck_assert_uint_lt(layout_paxos_instance(&sb, r[LUNFS_REGION_CLUSTER].offset + s8),
+				  sb.paxos_instances);
+	}
 	a = layout_cluster_lock_addr(&sb, sb.cluster_count - 1);
 	ck_assert_uint_lt(a, r[LUNFS_REGION_CLUSTER].offset + r[LUNFS_REGION_CLUSTER].length);
 	ck_assert_uint_eq(layout_cluster_lock_addr(&sb, sb.cluster_count), 0);

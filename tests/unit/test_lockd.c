@@ -101,6 +101,11 @@ static void opts_init(struct lockd_opts *o, const char *name, const uint8_t *uui
 	o->clock = clk;
 }
 
+/* The lock tests run once per compare-and-write backend (a loop test):
+ * _i = 0 LOCAL (the memory device's own CAW), _i = 1 PAXOS (the slot is
+ * claimed with a delta lease and every CAW goes through lockd/paxos.c). */
+#define LOCK_TEST_BACKEND (_i == 1 ? LUNFS_CAW_PAXOS : LUNFS_CAW_LOCAL)
+
 static int read_slot(struct fixture *fx, uint32_t i, struct lunfs_hb_slot *s)
 {
 	uint8_t *buf = dev_buf_alloc(fx->sb.sector_size);
@@ -149,6 +154,8 @@ START_TEST(test_join_two_hosts_leave)
 	fx_init(&fx);
 	opts_init(&oa, "host-a", uuid_a, NULL);
 	opts_init(&ob, "host-b", uuid_b, NULL);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
 	ck_assert_uint_eq(lockd_slot(a), 0);
 	ck_assert_uint_eq(lockd_gen(a), 1);
@@ -414,6 +421,8 @@ START_TEST(test_lock_exclusive_shared)
 	x = layout_syslock_addr(&fx.sb, 10);
 	opts_init(&oa, "host-a", uuid_a, NULL);
 	opts_init(&ob, "host-b", uuid_b, NULL);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &ob, &b), 0);
 
@@ -500,6 +509,8 @@ START_TEST(test_lock_stale_owner)
 	tc_attach(&tc, &clk);
 	opts_init(&oa, "host-a", uuid_a, &clk);
 	opts_init(&ob, "host-b", uuid_b, &clk);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &ob, &b), 0);
 	ck_assert_int_eq(lockd_lock(a, x, LUNFS_LOCK_KIND_SYSTEM, 20, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
@@ -551,6 +562,8 @@ START_TEST(test_lock_payload)
 	x = layout_cluster_lock_addr(&fx.sb, 2);
 	opts_init(&oa, "host-a", uuid_a, NULL);
 	opts_init(&ob, "host-b", uuid_b, NULL);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &ob, &b), 0);
 
@@ -630,6 +643,7 @@ START_TEST(test_lock_contention)
 	fx_init(&fx);
 	for (unsigned k = 0; k < 2; k++) {
 		opts_init(&o, "h", k == 0 ? uuid_a : uuid_b, NULL);
+		o.caw = LOCK_TEST_BACKEND;
 		ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &o, &h[k]), 0);
 		memset(&ca[k], 0, sizeof(ca[k]));
 		ca[k].ld = h[k];
@@ -666,10 +680,10 @@ static Suite *lockd_suite(void)
 	tcase_add_test(tc, test_join_full_and_corrupt_slot);
 	tcase_add_test(tc, test_lease_fence);
 	tcase_add_test(tc, test_join_race);
-	tcase_add_test(tc, test_lock_exclusive_shared);
-	tcase_add_test(tc, test_lock_stale_owner);
-	tcase_add_test(tc, test_lock_payload);
-	tcase_add_test(tc, test_lock_contention);
+	tcase_add_loop_test(tc, test_lock_exclusive_shared, 0, 2);
+	tcase_add_loop_test(tc, test_lock_stale_owner, 0, 2);
+	tcase_add_loop_test(tc, test_lock_payload, 0, 2);
+	tcase_add_loop_test(tc, test_lock_contention, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

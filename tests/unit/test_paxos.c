@@ -1,0 +1,862 @@
+/*
+ * Unit tests of the PAXOS compare-and-write backend (lockd/paxos.c) and the
+ * delta-lease join of lockd in PAXOS mode (lockd/hb.c).
+ *
+ * Several "hosts" are threads, each with its own paxos_host and its own
+ * Paxos device over ONE memory device (through a fault layer each, so a
+ * host can lose its disk path or run slower). host_dead is the test's:
+ * a flag per slot. The trace callback keeps an ownership log: every decided
+ * round of an instance has exactly one owner, and an atomic counter per
+ * instance proves that no two hosts are ever inside the read-compare-write
+ * of one instance at once. Assertions are made on the main thread; workers
+ * only count violations.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lunfs/dev.h"
+#include "lunfs/format.h"
+#include "lunfs/heartbeat.h"
+#include "lunfs/lockd.h"
+#include "lunfs/paxos_caw.h"
+#include "lunfs/volume.h"
+
+#define MiB (1024ull * 1024ull)
+#define TP_HOSTS 8u
+#define TP_LOG_MAX 200000u
+
+static const uint8_t uuid_vol[16] = { 0x99, 1, 2, 3, 4, 5, 0x46, 7, 0x88, 9, 10, 11, 12, 13, 14, 15 };
+
+/* ---- a passthrough that does not own the shared device ------------------ */
+
+struct share_dev {
+	struct lunfs_dev dev;
+	struct lunfs_dev *lower;
+};
+
+static int share_submit(struct lunfs_dev *d, struct lunfs_io *ios, unsigned n)
+{
+	return dev_submit(((struct share_dev *)d)->lower, ios, n);
+}
+
+static int share_flush(struct lunfs_dev *d)
+{
+	return dev_flush(((struct share_dev *)d)->lower);
+}
+
+static int share_discard(struct lunfs_dev *d, uint64_t off, uint64_t len)
+{
+	return dev_discard(((struct share_dev *)d)->lower, off, len);
+}
+
+static int share_caw(struct lunfs_dev *d, uint64_t off, const void *e, const void *r, void *c)
+{
+	return dev_caw(((struct share_dev *)d)->lower, off, e, r, c);
+}
+
+static void share_close(struct lunfs_dev *d)
+{
+	free(d);
+}
+
+static const struct lunfs_dev_ops share_ops = {
+	.submit = share_submit, .flush = share_flush, .discard = share_discard,
+	.caw = share_caw, .close = share_close,
+};
+
+static struct lunfs_dev *share_open(struct lunfs_dev *lower)
+{
+	struct share_dev *s = calloc(1, sizeof(*s));
+
+	ck_assert_ptr_nonnull(s);
+	s->dev = *lower;
+	s->dev.ops = &share_ops;
+	s->lower = lower;
+	return &s->dev;
+}
+
+/* ---- the world: one volume, several hosts ------------------------------- */
+
+struct tp_log {
+	uint32_t instance;
+	uint32_t slot;
+	uint64_t round;
+};
+
+struct world {
+	struct lunfs_dev *mem;
+	struct lunfs_super sb;
+	struct lunfs_codec c;
+	atomic_bool dead[TP_HOSTS];
+	atomic_int inside[LUNFS_PAXOS_INSTANCES_MAX];
+	atomic_int violations;
+	pthread_mutex_t log_mu;
+	struct tp_log *log;
+	size_t nlog;
+};
+
+struct thost {
+	struct world *w;
+	uint32_t slot;
+	struct lunfs_dev *fdev;   /* fault(share(mem)) */
+	struct lunfs_fault *fault;
+	struct lunfs_dev *pdev;
+	atomic_int lease_calls;
+	int die_at_lease_call;    /* 0 = never; on that call: lose the disk */
+	atomic_bool lease_bad;
+	/* worker parameters and results */
+	unsigned iters;
+	uint64_t *sectors;
+	unsigned nsectors;
+	atomic_uint *counts;      /* per sector: increments done */
+	int err;
+	atomic_bool done;
+};
+
+static void world_init(struct world *w, uint32_t max_hosts, uint32_t instances)
+{
+	struct lunfs_vol_create_opts o;
+
+	memset(w, 0, sizeof(*w));
+	ck_assert_int_eq(dev_mem_open(256 * MiB, 512, &w->mem), 0);
+	memset(&o, 0, sizeof(o));
+	memcpy(o.uuid, uuid_vol, 16);
+	o.layout.max_hosts = max_hosts;
+	o.layout.paxos_instances = instances;
+	o.layout.file_block_size = 64 * 1024;
+	o.layout.journal_size = 1 * MiB;
+	o.layout.hb_interval_ms = 100;
+	o.layout.io_deadline_ms = 2;
+	o.layout.dead_timeout_ms = 1000;
+	o.now_ns = 1700000000000000000ull;
+	ck_assert_int_eq(vol_create(w->mem, &o, &w->sb, NULL, NULL), 0);
+	sb_codec(&w->sb, &w->c);
+	pthread_mutex_init(&w->log_mu, NULL);
+	w->log = calloc(TP_LOG_MAX, sizeof(*w->log));
+	ck_assert_ptr_nonnull(w->log);
+}
+
+static void world_fini(struct world *w)
+{
+	free(w->log);
+	pthread_mutex_destroy(&w->log_mu);
+	dev_close(w->mem);
+}
+
+static int th_lease_ok(void *arg, uint64_t target)
+{
+	struct thost *h = arg;
+	int n = atomic_fetch_add(&h->lease_calls, 1) + 1;
+
+	(void)target;
+	if (h->die_at_lease_call != 0 && n == h->die_at_lease_call) {
+		/* The host loses its disk right here: nothing more lands. */
+		dev_fault_fail_nth(h->fault, LUNFS_FAULT_ALL, 1, EIO, true);
+		return 0;
+	}
+	return atomic_load(&h->lease_bad) ? -EIO : 0;
+}
+
+static int th_host_dead(void *arg, uint32_t slot, uint64_t gen)
+{
+	struct thost *h = arg;
+
+	(void)gen;
+	return slot < TP_HOSTS && atomic_load(&h->w->dead[slot]) ? 1 : 0;
+}
+
+static void th_trace(void *arg, enum paxos_event ev, uint32_t instance, uint64_t round)
+{
+	struct thost *h = arg;
+	struct world *w = h->w;
+
+	if (ev == PAXOS_EV_OWNED) {
+		if (atomic_fetch_add(&w->inside[instance], 1) != 0) {
+			atomic_fetch_add(&w->violations, 1);
+		}
+		pthread_mutex_lock(&w->log_mu);
+		if (w->nlog < TP_LOG_MAX) {
+			w->log[w->nlog++] = (struct tp_log){ .instance = instance, .slot = h->slot, .round = round };
+		}
+		pthread_mutex_unlock(&w->log_mu);
+	} else {
+		atomic_fetch_sub(&w->inside[instance], 1);
+	}
+}
+
+static void host_open(struct world *w, struct thost *h, uint32_t slot, uint64_t wait_ns)
+{
+	struct paxos_host me;
+
+	memset(h, 0, sizeof(*h));
+	h->w = w;
+	h->slot = slot;
+	ck_assert_int_eq(dev_fault_open(share_open(w->mem), &h->fdev, &h->fault), 0);
+	memset(&me, 0, sizeof(me));
+	me.slot = slot;
+	me.gen = 1;
+	me.lease_ok = th_lease_ok;
+	me.host_dead = th_host_dead;
+	me.trace = th_trace;
+	me.arg = h;
+	me.wait_ns = wait_ns;
+	ck_assert_int_eq(dev_paxos_open(h->fdev, &w->sb, &w->c, &me, &h->pdev), 0);
+}
+
+static void host_close(struct thost *h)
+{
+	dev_close(h->pdev);
+	dev_close(h->fdev);
+}
+
+static int tp_cmp_log(const void *a, const void *b)
+{
+	const struct tp_log *x = a, *y = b;
+
+	if (x->instance != y->instance) {
+		return x->instance < y->instance ? -1 : 1;
+	}
+	if (x->round != y->round) {
+		return x->round < y->round ? -1 : 1;
+	}
+	return 0;
+}
+
+/* Every (instance, round) entered by exactly one host. */
+static void world_check_log(struct world *w)
+{
+	qsort(w->log, w->nlog, sizeof(*w->log), tp_cmp_log);
+	for (size_t i = 1; i < w->nlog; i++) {
+		ck_assert_msg(!(w->log[i].instance == w->log[i - 1].instance &&
+				w->log[i].round == w->log[i - 1].round),
+			      "instance %u round %llu owned by slots %u and %u", w->log[i].instance,
+			      (unsigned long long)w->log[i].round, w->log[i - 1].slot, w->log[i].slot);
+	}
+	ck_assert_int_eq(atomic_load(&w->violations), 0);
+}
+
+/* A sector of the cluster table region past its records (zero, unused):
+ * lock-record-like, free to use. */
+static uint64_t tp_sector(struct world *w, unsigned i)
+{
+	uint64_t a = w->sb.regions[LUNFS_REGION_CLUSTER].offset +
+		     (w->sb.cluster_count + i) * (uint64_t)w->sb.sector_size;
+
+	ck_assert_uint_lt(a, w->sb.regions[LUNFS_REGION_CLUSTER].offset + w->sb.regions[LUNFS_REGION_CLUSTER].length);
+	return a;
+}
+
+/* CAW-increment the counter in the first 8 bytes of sector `off`. */
+static int tp_increment(struct thost *h, uint64_t off)
+{
+	uint8_t *cur = dev_buf_alloc(512), *rep = dev_buf_alloc(512);
+	int err;
+
+	if (cur == NULL || rep == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = dev_read(h->pdev, cur, 512, off);
+	while (err == 0) {
+		uint64_t v;
+
+		memcpy(rep, cur, 512);
+		memcpy(&v, rep, 8);
+		v++;
+		memcpy(rep, &v, 8);
+		err = dev_caw(h->pdev, off, cur, rep, cur);
+		if (err == -ECANCELED) {
+			err = 0;
+			continue;
+		}
+		break;
+	}
+out:
+	dev_buf_free(rep);
+	dev_buf_free(cur);
+	return err;
+}
+
+static void *tp_worker(void *arg)
+{
+	struct thost *h = arg;
+	uint64_t seed = 0x9E3779B97F4A7C15ull * (h->slot + 1);
+
+	for (unsigned i = 0; i < h->iters && h->err == 0; i++) {
+		unsigned s;
+
+		seed ^= seed << 13;
+		seed ^= seed >> 7;
+		seed ^= seed << 17;
+		s = (unsigned)(seed % h->nsectors);
+		h->err = tp_increment(h, h->sectors[s]);
+		if (h->err == 0) {
+			atomic_fetch_add(&h->counts[s], 1);
+		}
+	}
+	atomic_store(&h->done, true);
+	return NULL;
+}
+
+static uint64_t tp_read_counter(struct world *w, uint64_t off)
+{
+	uint8_t *b = dev_buf_alloc(512);
+	uint64_t v;
+
+	ck_assert_ptr_nonnull(b);
+	ck_assert_int_eq(dev_read(w->mem, b, 512, off), 0);
+	memcpy(&v, b, 8);
+	dev_buf_free(b);
+	return v;
+}
+
+/* Run `nhosts` incrementing workers over `nsectors` sectors. */
+static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, unsigned nsectors,
+			    uint32_t slow_us, void *(*extra)(void *), void *extra_arg)
+{
+	struct thost *hs = calloc(nhosts, sizeof(*hs));
+	pthread_t *t = calloc(nhosts, sizeof(*t));
+	uint64_t *sectors = calloc(nsectors, sizeof(*sectors));
+	atomic_uint *counts = calloc(nsectors, sizeof(*counts));
+	pthread_t xt;
+	uint64_t total = 0;
+
+	ck_assert(hs != NULL && t != NULL && sectors != NULL && counts != NULL);
+	for (unsigned i = 0; i < nsectors; i++) {
+		uint8_t *z = dev_buf_alloc(512);
+
+		ck_assert_ptr_nonnull(z);
+		sectors[i] = tp_sector(w, i);
+		ck_assert_int_eq(dev_write(w->mem, z, 512, sectors[i]), 0);
+		dev_buf_free(z);
+	}
+	for (unsigned i = 0; i < nhosts; i++) {
+		host_open(w, &hs[i], i, 30ull * 1000000000ull);
+		hs[i].iters = iters;
+		hs[i].sectors = sectors;
+		hs[i].nsectors = nsectors;
+		hs[i].counts = counts;
+		if (slow_us != 0 && i % 2 == 1) {
+			dev_fault_latency(hs[i].fault, slow_us);
+		}
+	}
+	for (unsigned i = 0; i < nhosts; i++) {
+		ck_assert_int_eq(pthread_create(&t[i], NULL, tp_worker, &hs[i]), 0);
+	}
+	if (extra != NULL) {
+		ck_assert_int_eq(pthread_create(&xt, NULL, extra, extra_arg), 0);
+	}
+	for (unsigned i = 0; i < nhosts; i++) {
+		pthread_join(t[i], NULL);
+	}
+	if (extra != NULL) {
+		pthread_join(xt, NULL);
+	}
+	for (unsigned i = 0; i < nhosts; i++) {
+		ck_assert_int_eq(hs[i].err, 0);
+		host_close(&hs[i]);
+	}
+	for (unsigned i = 0; i < nsectors; i++) {
+		ck_assert_uint_eq(tp_read_counter(w, sectors[i]), atomic_load(&counts[i]));
+		total += atomic_load(&counts[i]);
+	}
+	ck_assert_uint_eq(total, (uint64_t)nhosts * iters);
+	world_check_log(w);
+	free(counts);
+	free(sectors);
+	free(t);
+	free(hs);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+START_TEST(test_single_host)
+{
+	struct world w;
+	struct thost h;
+	struct paxos_stats st;
+	uint8_t *a = dev_buf_alloc(512), *b = dev_buf_alloc(512), *cur = dev_buf_alloc(512);
+	uint64_t off;
+
+	world_init(&w, 8, 4);
+	host_open(&w, &h, 3, 0);
+	off = tp_sector(&w, 5);
+	memset(a, 0, 512);
+	memset(b, 0xb5, 512);
+	/* Zeros on disk: expect zeros, write b. */
+	ck_assert_int_eq(dev_caw(h.pdev, off, a, b, cur), 0);
+	ck_assert_int_eq(dev_read(w.mem, cur, 512, off), 0);
+	ck_assert_int_eq(memcmp(cur, b, 512), 0);
+	/* Miscompare: current is returned, nothing written. */
+	memset(cur, 0, 512);
+	ck_assert_int_eq(dev_caw(h.pdev, off, a, a, cur), -ECANCELED);
+	ck_assert_int_eq(memcmp(cur, b, 512), 0);
+	ck_assert_int_eq(dev_read(w.mem, cur, 512, off), 0);
+	ck_assert_int_eq(memcmp(cur, b, 512), 0);
+	/* A fenced host does nothing. */
+	atomic_store(&h.lease_bad, true);
+	ck_assert_int_eq(dev_caw(h.pdev, off, b, a, NULL), -EIO);
+	atomic_store(&h.lease_bad, false);
+	ck_assert_int_eq(dev_caw(h.pdev, off, b, a, NULL), 0);
+	dev_paxos_stats(h.pdev, &st);
+	ck_assert_uint_eq(st.caws, 4);
+	ck_assert_uint_eq(st.ballots, 3);   /* one ballot each, uncontended */
+	ck_assert_uint_eq(st.aborts, 0);
+	ck_assert_uint_eq(st.waits, 0);
+	host_close(&h);
+	world_check_log(&w);
+	ck_assert_uint_eq(w.nlog, 3);
+	dev_buf_free(cur);
+	dev_buf_free(b);
+	dev_buf_free(a);
+	world_fini(&w);
+}
+END_TEST
+
+START_TEST(test_counter_one_sector)
+{
+	struct world w;
+
+	world_init(&w, 8, 4);
+	tp_run_counters(&w, 6, 150, 1, 0, NULL, NULL);
+	world_fini(&w);
+}
+END_TEST
+
+START_TEST(test_counter_many_sectors_few_instances)
+{
+	struct world w;
+
+	/* 24 sectors on 2 instances, half the hosts slower. */
+	world_init(&w, 8, 2);
+	tp_run_counters(&w, 8, 120, 24, 20, NULL, NULL);
+	world_fini(&w);
+}
+END_TEST
+
+/* A saboteur: keeps writing an old leader image back over the current one
+ * (a frozen former owner's late write), for every instance. */
+struct stale_arg {
+	struct world *w;
+	uint8_t *old;             /* instances * 512: old leader images */
+	atomic_bool *stop;
+};
+
+static void *tp_stale_writer(void *arg)
+{
+	struct stale_arg *s = arg;
+	struct world *w = s->w;
+
+	for (unsigned n = 0; n < 400 && !atomic_load(s->stop); n++) {
+		for (uint32_t k = 0; k < w->sb.paxos_instances; k++) {
+			(void)dev_write(w->mem, s->old + (uint64_t)k * 512, 512, layout_paxos_leader_addr(&w->sb, k));
+		}
+		usleep(200);
+	}
+	return NULL;
+}
+
+START_TEST(test_stale_leader)
+{
+	struct world w;
+	struct stale_arg sa;
+	atomic_bool stop = false;
+	struct thost h;
+
+	world_init(&w, 8, 2);
+	/* Make every instance reach a round, and keep those leaders. */
+	host_open(&w, &h, 7, 0);
+	for (unsigned i = 0; i < 16; i++) {
+		ck_assert_int_eq(tp_increment(&h, tp_sector(&w, i)), 0);
+	}
+	host_close(&h);
+	sa.w = &w;
+	sa.stop = &stop;
+	sa.old = dev_buf_alloc((size_t)w.sb.paxos_instances * 512);
+	ck_assert_ptr_nonnull(sa.old);
+	for (uint32_t k = 0; k < w.sb.paxos_instances; k++) {
+		ck_assert_int_eq(dev_read(w.mem, sa.old + (uint64_t)k * 512, 512,
+					  layout_paxos_leader_addr(&w.sb, k)), 0);
+	}
+	tp_run_counters(&w, 4, 150, 16, 0, tp_stale_writer, &sa);
+	dev_buf_free(sa.old);
+	world_fini(&w);
+}
+END_TEST
+
+struct caw_arg {
+	struct thost *h;
+	uint64_t off;
+	int err;
+	atomic_bool done;
+};
+
+static void *tp_one_increment(void *arg)
+{
+	struct caw_arg *a = arg;
+
+	a->err = tp_increment(a->h, a->off);
+	atomic_store(&a->done, true);
+	return NULL;
+}
+
+START_TEST(test_owner_dies)
+{
+	struct world w;
+	struct thost a, b;
+	struct caw_arg ca;
+	struct paxos_stats st;
+	pthread_t t;
+	uint64_t off;
+
+	world_init(&w, 8, 4);
+	host_open(&w, &a, 1, 0);
+	host_open(&w, &b, 2, 30ull * 1000000000ull);
+	off = tp_sector(&w, 3);
+	/* A: lease check at entry (1), before the leader write (2), before the
+	 * replace write (3): dies there, the leader names it, unreleased. */
+	a.die_at_lease_call = 3;
+	ck_assert_int_eq(tp_increment(&a, off), -EIO);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 0);
+	/* B must wait for A while A is not dead. */
+	memset(&ca, 0, sizeof(ca));
+	ca.h = &b;
+	ca.off = off;
+	ck_assert_int_eq(pthread_create(&t, NULL, tp_one_increment, &ca), 0);
+	usleep(50000);
+	ck_assert(!atomic_load(&ca.done));
+	dev_paxos_stats(b.pdev, &st);
+	ck_assert_uint_gt(st.waits, 0);
+	ck_assert_uint_eq(st.ballots, 0);
+	atomic_store(&w.dead[1], true);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(ca.err, 0);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 1);
+	host_close(&b);
+	host_close(&a);
+	world_check_log(&w);
+	world_fini(&w);
+}
+END_TEST
+
+START_TEST(test_corrupt_records)
+{
+	struct world w;
+	struct thost h;
+	uint8_t *junk = dev_buf_alloc(512);
+	uint64_t off;
+	uint32_t k;
+
+	world_init(&w, 8, 4);
+	host_open(&w, &h, 0, 100ull * 1000000ull);
+	off = tp_sector(&w, 9);
+	k = layout_paxos_instance(&w.sb, off);
+	ck_assert_int_eq(tp_increment(&h, off), 0);
+	for (unsigned i = 0; i < 512; i++) {
+		junk[i] = (uint8_t)(i * 37 + 11);
+	}
+	/* A corrupt leader is unknown: run a ballot. */
+	ck_assert_int_eq(dev_write(w.mem, junk, 512, layout_paxos_leader_addr(&w.sb, k)), 0);
+	ck_assert_int_eq(tp_increment(&h, off), 0);
+	/* Our own corrupt block: rewritten. */
+	ck_assert_int_eq(dev_write(w.mem, junk, 512, layout_paxos_addr(&w.sb, k, 0)), 0);
+	ck_assert_int_eq(tp_increment(&h, off), 0);
+	/* A live host's corrupt block cannot be judged: no progress... */
+	ck_assert_int_eq(dev_write(w.mem, junk, 512, layout_paxos_addr(&w.sb, k, 5)), 0);
+	ck_assert_int_eq(dev_write(w.mem, junk, 512, layout_paxos_leader_addr(&w.sb, k)), 0);
+	ck_assert_int_eq(tp_increment(&h, off), -ETIMEDOUT);
+	/* ...until that host is known dead. */
+	atomic_store(&w.dead[5], true);
+	ck_assert_int_eq(tp_increment(&h, off), 0);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 4);
+	host_close(&h);
+	world_check_log(&w);
+	dev_buf_free(junk);
+	world_fini(&w);
+}
+END_TEST
+
+/* ---- join: the delta lease ------------------------------------------------ */
+
+/* An injected clock that is the real one, counting its sleeps. */
+struct join_clock {
+	atomic_uint sleeps;
+};
+
+static uint64_t jc_now(void *arg)
+{
+	struct timespec ts;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void jc_sleep(void *arg, uint64_t ns)
+{
+	struct join_clock *jc = arg;
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+
+	atomic_fetch_add(&jc->sleeps, 1);
+	nanosleep(&ts, NULL);
+}
+
+struct join_arg {
+	struct world *w;
+	struct lockd_clock *clock;
+	unsigned idx;
+	pthread_barrier_t *bar;
+	struct lunfs_lockd *ld;
+	int err;
+};
+
+static void *tp_joiner(void *arg)
+{
+	struct join_arg *j = arg;
+	struct lockd_opts o;
+
+	memset(&o, 0, sizeof(o));
+	o.host_uuid[0] = (uint8_t)(0x10 + j->idx);
+	o.host_uuid[6] = 0x40;
+	o.host_name = "joiner";
+	o.no_thread = true;
+	o.clock = j->clock;
+	o.caw = LUNFS_CAW_PAXOS;
+	pthread_barrier_wait(j->bar);
+	j->err = lockd_join(j->w->mem, &j->w->sb, &j->w->c, &o, &j->ld);
+	return NULL;
+}
+
+START_TEST(test_join_race)
+{
+	struct world w;
+	struct join_clock jc;
+	struct lockd_clock clk = { .now_ns = jc_now, .sleep_ns = jc_sleep, .arg = &jc };
+	struct join_arg ja[8];
+	pthread_t t[8];
+	pthread_barrier_t bar;
+	bool used[4] = { false };
+	unsigned won = 0;
+
+	world_init(&w, 4, 4);
+	atomic_init(&jc.sleeps, 0);
+	pthread_barrier_init(&bar, NULL, 8);
+	for (unsigned i = 0; i < 8; i++) {
+		ja[i] = (struct join_arg){ .w = &w, .clock = &clk, .idx = i, .bar = &bar };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, tp_joiner, &ja[i]), 0);
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+	}
+	pthread_barrier_destroy(&bar);
+	for (unsigned i = 0; i < 8; i++) {
+		if (ja[i].err == 0) {
+			uint32_t s = lockd_slot(ja[i].ld);
+
+			ck_assert_uint_lt(s, 4);
+			ck_assert_msg(!used[s], "slot %u won twice", s);
+			used[s] = true;
+			won++;
+		} else {
+			ck_assert_int_eq(ja[i].err, -ENOSPC);
+		}
+	}
+	ck_assert_uint_eq(won, 4);
+	ck_assert_uint_gt(atomic_load(&jc.sleeps), 0);
+	/* The winners hold LIVE slots of distinct generations' claims, and
+	 * their CAWs go through Paxos. */
+	for (unsigned i = 0; i < 8; i++) {
+		if (ja[i].err == 0) {
+			ck_assert_ptr_ne(lockd_dev(ja[i].ld), w.mem);
+			ck_assert_int_eq(lockd_beat(ja[i].ld), 0);
+		}
+	}
+	for (unsigned i = 0; i < 8; i++) {
+		if (ja[i].err == 0) {
+			ck_assert_int_eq(lockd_leave(ja[i].ld), 0);
+		}
+	}
+	world_fini(&w);
+}
+END_TEST
+
+/* Renewal after the lease expired goes through the Paxos CAW, so a
+ * recoverer's RECOVERING is never overwritten. */
+struct man_clock {
+	uint64_t now;
+};
+
+static uint64_t mc_now(void *arg)
+{
+	return ((struct man_clock *)arg)->now;
+}
+
+static void mc_sleep(void *arg, uint64_t ns)
+{
+	((struct man_clock *)arg)->now += ns;
+}
+
+START_TEST(test_renew_after_expiry)
+{
+	struct world w;
+	struct man_clock mc = { .now = 1000000000ull };
+	struct lockd_clock clk = { .now_ns = mc_now, .sleep_ns = mc_sleep, .arg = &mc };
+	struct lockd_opts o;
+	struct lunfs_lockd *ld;
+	struct lunfs_hb_slot s;
+	uint8_t *img = dev_buf_alloc(512), *rec = dev_buf_alloc(512);
+	uint64_t addr;
+
+	world_init(&w, 4, 4);
+	memset(&o, 0, sizeof(o));
+	o.host_uuid[0] = 0x42;
+	o.no_thread = true;
+	o.clock = &clk;
+	o.caw = LUNFS_CAW_PAXOS;
+	ck_assert_int_eq(lockd_join(w.mem, &w.sb, &w.c, &o, &ld), 0);
+	addr = layout_hb_addr(&w.sb, lockd_slot(ld));
+	ck_assert_int_eq(lockd_beat(ld), 0);
+	ck_assert_int_eq(lockd_check_lease(ld), 0);
+	/* Lease expired (past F, before T - D): renewal by CAW works. */
+	mc.now += lockd_timeouts(ld)->fence_ns + 1;
+	ck_assert_int_eq(lockd_check_lease(ld), -EIO);
+	ck_assert_int_eq(lockd_beat(ld), 0);
+	ck_assert_int_eq(lockd_check_lease(ld), 0);
+	/* Expired again, and meanwhile a recoverer marked us RECOVERING:
+	 * the renewal must not overwrite it. */
+	mc.now += lockd_timeouts(ld)->fence_ns + 1;
+	ck_assert_int_eq(dev_read(w.mem, img, 512, addr), 0);
+	ck_assert_int_eq(hb_decode(&w.c, img, addr, &s), 0);
+	s.state = LUNFS_HB_RECOVERING;
+	s.recoverer_slot = 4;
+	hb_encode(&w.c, &s, addr, rec);
+	ck_assert_int_eq(dev_write(w.mem, rec, 512, addr), 0);
+	ck_assert_int_eq(lockd_beat(ld), -EIO);
+	ck_assert_int_eq(dev_read(w.mem, img, 512, addr), 0);
+	ck_assert_int_eq(memcmp(img, rec, 512), 0);
+	ck_assert_int_eq(lockd_check_lease(ld), -EIO);
+	lockd_abandon(ld);
+	dev_buf_free(rec);
+	dev_buf_free(img);
+	world_fini(&w);
+}
+END_TEST
+
+/* ---- latency (printed, not asserted) -------------------------------------- */
+
+static int tp_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void tp_latency(const char *what, struct lunfs_dev *dev, const struct lunfs_super *sb,
+		       const struct lunfs_codec *c)
+{
+	struct paxos_host me = { .slot = 0, .gen = 1 };
+	struct lunfs_dev *pdev;
+	uint8_t *a = dev_buf_alloc(sb->sector_size), *b = dev_buf_alloc(sb->sector_size);
+	uint64_t *ns = calloc(1000, sizeof(*ns));
+	uint64_t off = sb->regions[LUNFS_REGION_CLUSTER].offset;
+
+	ck_assert(a != NULL && b != NULL && ns != NULL);
+	ck_assert_int_eq(dev_paxos_open(dev, sb, c, &me, &pdev), 0);
+	ck_assert_int_eq(dev_read(dev, a, sb->sector_size, off), 0);
+	for (unsigned i = 0; i < 1000; i++) {
+		uint64_t t0 = jc_now(NULL);
+
+		memcpy(b, a, sb->sector_size);
+		b[0]++;
+		ck_assert_int_eq(dev_caw(pdev, off, a, b, NULL), 0);
+		ns[i] = jc_now(NULL) - t0;
+		memcpy(a, b, sb->sector_size);
+	}
+	qsort(ns, 1000, sizeof(*ns), tp_u64_cmp);
+	printf("paxos CAW uncontended on %s: median %.1f us (p90 %.1f us, 1000 CAWs)\n", what,
+	       (double)ns[500] / 1000.0, (double)ns[900] / 1000.0);
+	dev_close(pdev);
+	free(ns);
+	dev_buf_free(b);
+	dev_buf_free(a);
+}
+
+START_TEST(test_latency_print)
+{
+	struct world w;
+	char path[] = "/dev/shm/lunfs_test_paxos_XXXXXX";
+	struct lunfs_dev_file_opts fo;
+	struct lunfs_vol_create_opts o;
+	struct lunfs_super sb;
+	struct lunfs_codec c;
+	struct lunfs_dev *fdev = NULL;
+	int fd;
+
+	world_init(&w, 64, 64);
+	tp_latency("dev_mem, 64 hosts", w.mem, &w.sb, &w.c);
+	world_fini(&w);
+
+	fd = mkstemp(path);
+	if (fd < 0) {
+		printf("paxos CAW latency on a /dev/shm file: skipped (mkstemp: %s)\n", strerror(errno));
+		return;
+	}
+	ck_assert_int_eq(ftruncate(fd, (off_t)(256 * MiB)), 0);
+	close(fd);
+	memset(&fo, 0, sizeof(fo));
+	if (dev_file_open(path, &fo, &fdev) != 0) {
+		printf("paxos CAW latency on a /dev/shm file: skipped (no O_DIRECT there)\n");
+		unlink(path);
+		return;
+	}
+	memset(&o, 0, sizeof(o));
+	memcpy(o.uuid, uuid_vol, 16);
+	o.now_ns = 1700000000000000000ull;
+	if (vol_create(fdev, &o, &sb, NULL, NULL) == 0) {
+		sb_codec(&sb, &c);
+		tp_latency("a dev_file image in /dev/shm, 64 hosts", fdev, &sb, &c);
+	}
+	dev_close(fdev);
+	unlink(path);
+}
+END_TEST
+
+static Suite *paxos_suite(void)
+{
+	Suite *s = suite_create("paxos");
+	TCase *tc = tcase_create("caw");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_single_host);
+	tcase_add_test(tc, test_counter_one_sector);
+	tcase_add_test(tc, test_counter_many_sectors_few_instances);
+	tcase_add_test(tc, test_stale_leader);
+	tcase_add_test(tc, test_owner_dies);
+	tcase_add_test(tc, test_corrupt_records);
+	tcase_add_test(tc, test_join_race);
+	tcase_add_test(tc, test_renew_after_expiry);
+	tcase_add_test(tc, test_latency_print);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(paxos_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
