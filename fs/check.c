@@ -72,6 +72,22 @@
 #define CK_MAX_DIR_ENTRIES (1u << 24) /* more entries than this in one directory: give up on it */
 #define CK_LOST_FOUND "lost+found"
 
+
+/* qsort and bsearch must not be given a NULL array even with a count of 0,
+ * and empty lists here are NULL. */
+static void ck_qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+	if (n > 1) {
+		qsort(base, n, size, cmp);
+	}
+}
+
+static void *ck_bsearch(const void *key, const void *base, size_t n, size_t size,
+			int (*cmp)(const void *, const void *))
+{
+	return n == 0 ? NULL : bsearch(key, base, n, size, cmp);
+}
+
 static const char *const ck_pb_names[CHECK_PB_COUNT] = {
 	[CHECK_PB_SUPER] = "superblock",
 	[CHECK_PB_JOURNAL] = "journal",
@@ -1320,7 +1336,7 @@ static const char *ck_symlink_why(struct ck *ck, const struct lunfs_inode *di, s
 	if (di->size == 0 || di->size > 2u * LUNFS_BLOCK_PAYLOAD) {
 		return "target length out of range";
 	}
-	qsort(w->blks, w->nblks, sizeof(w->blks[0]), ck_wblk_cmp);
+	ck_qsort(w->blks, w->nblks, sizeof(w->blks[0]), ck_wblk_cmp);
 	if (w->nblks != (di->size > LUNFS_BLOCK_PAYLOAD ? 2u : 1u)) {
 		return "target blocks missing";
 	}
@@ -1535,7 +1551,7 @@ static struct ck_leafinfo *ck_leaf_find(struct ck_leafinfo *l, size_t n, uint64_
 {
 	struct ck_leafinfo key = { .lblk = lblk };
 
-	return bsearch(&key, l, n, sizeof(*l), ck_leafinfo_cmp);
+	return ck_bsearch(&key, l, n, sizeof(*l), ck_leafinfo_cmp);
 }
 
 struct ck_dirbuf {
@@ -1604,7 +1620,7 @@ static int ck_dir_read(struct ck *ck, const struct lunfs_inode *di, bool report,
 	if (err < 0) {
 		goto out;
 	}
-	qsort(w.blks, w.nblks, sizeof(w.blks[0]), ck_wblk_cmp);
+	ck_qsort(w.blks, w.nblks, sizeof(w.blks[0]), ck_wblk_cmp);
 	if (!gd_ok) {
 		CK_DIR_PB(ck, report, bad, "directory %" PRIu64 ": global depth %" PRIu32 " is over 20%s", di->ino,
 			  ds.global_depth, fix);
@@ -2020,7 +2036,7 @@ static int ck_dir_build(struct ck *ck, struct lunfs_inode *di, uint64_t rec_addr
 	for (size_t i = 0; i < n; i++) {
 		ents[i].hash = dir_name_hash(ck->sb.dir_hash_key, ents[i].name, ents[i].name_len);
 	}
-	qsort(ents, n, sizeof(*ents), ck_dirent_cmp);
+	ck_qsort(ents, n, sizeof(*ents), ck_dirent_cmp);
 	memset(&ds, 0, sizeof(ds));
 	di->map_root = 0;
 	di->map_height = 0;
@@ -2317,10 +2333,7 @@ static int ck_reach(struct ck *ck, uint64_t from)
 	q[tail++] = from;
 	while (head < tail) {
 		struct ck_edge key = { .parent = q[head++] };
-		/* No edges (no subdirectories): edges may be NULL, which
-		 * bsearch must not be given even with a count of 0. */
-		struct ck_edge *e = ck->nedges == 0 ? NULL :
-			bsearch(&key, ck->edges, ck->nedges, sizeof(key), ck_edge_cmp);
+		struct ck_edge *e = ck_bsearch(&key, ck->edges, ck->nedges, sizeof(key), ck_edge_cmp);
 
 		if (e == NULL) {
 			continue;
@@ -2404,9 +2417,7 @@ static int ck_namespace(struct ck *ck)
 			}
 		}
 	}
-	if (ck->nedges > 0) {
-		qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
-	}
+	ck_qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
 	err = ck_reach(ck, ck->sb.root_ino);
 	if (err < 0) {
 		return err;
@@ -2447,7 +2458,7 @@ static int ck_namespace(struct ck *ck)
 			if (err < 0) {
 				return err;
 			}
-			qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
+			ck_qsort(ck->edges, ck->nedges, sizeof(ck->edges[0]), ck_edge_cmp);
 			err = ck_reach(ck, ci->ino);
 			if (err < 0) {
 				return err;
@@ -2795,7 +2806,7 @@ static int ck_apply(struct ck *ck)
 			}
 		}
 	}
-	qsort(ck->changes, ck->nchanges, sizeof(ck->changes[0]), ck_change_cmp);
+	ck_qsort(ck->changes, ck->nchanges, sizeof(ck->changes[0]), ck_change_cmp);
 	for (size_t i = 0; i < ck->nchanges;) {
 		size_t j = i;
 		struct ck_inode *d = ck_inode_find(ck, ck->changes[i].dir);

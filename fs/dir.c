@@ -1193,7 +1193,9 @@ static int dir_chain_collect(struct lunfs_vol *v, struct inode_mem *dim, const s
 	}
 	dir_leaf_release(v, lb);
 	if (ret == 0 && chained) {
-		qsort(*list, *n, sizeof(**list), dir_ent_cmp);
+		if (*n > 1) {
+			qsort(*list, *n, sizeof(**list), dir_ent_cmp);
+		}
 	}
 	return ret;
 }
