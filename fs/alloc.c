@@ -55,6 +55,16 @@
  * hold clean copies of its blocks from before another host changed them, so
  * the clean part of the cache is dropped (rare: once per cluster taken).
  *
+ * Losing clusters (fs/cluster.c): another host may ask for a cluster we
+ * hold at any time between two calls; the release callback (under
+ * meta_lock, after jnl_flush_home) gives it up with alloc_cluster_giveup,
+ * and the next allocation just picks again. A free in a cluster another
+ * host holds asks for it (lockd_lock_wait); picking a cluster to allocate
+ * from never waits, it tries the next. While we recover a dead host, its
+ * clusters are borrowed (its slot is RECOVERING: nobody else can take
+ * them) for the frees of its orphans, never allocated from, and forgotten
+ * at alloc_recover_end.
+ *
  * Locking: vol.meta_lock is held by every caller that changes anything; the
  * allocator's own mutex (a.mu) also covers alloc_ref_get and alloc_stats.
  * Lock order: meta_lock < a.mu < lockd < mcache.
@@ -79,7 +89,8 @@
 
 struct alloc_cl {
 	uint8_t type;           /* summary type as last seen (ours: exact) */
-	bool held;              /* we hold its lock EXCLUSIVE */
+	bool held;              /* we hold its lock EXCLUSIVE (or borrow it) */
+	bool borrowed;          /* held only by recovery: the dead host's lock */
 	bool typed_ok;          /* held: its header decodes with `type` */
 	bool summary_dirty;     /* held: units_free differs from the record's */
 	uint64_t units_total;
@@ -101,6 +112,7 @@ struct alloc {
 	uint64_t refreshed_ns;          /* table last read (CLOCK_MONOTONIC) */
 	uint64_t pushed_ns;             /* summaries last pushed */
 	struct lunfs_cluster_hdr geo[ALLOC_NTYPES]; /* geometry per type */
+	uint32_t recover_slot;          /* slot being recovered, or UINT32_MAX */
 	struct lunfs_bitmap bm;         /* scratch */
 	struct lunfs_refcount rc;       /* scratch */
 	/* File blocks freed by transactions that have not committed yet. They
@@ -626,20 +638,34 @@ static int alloc_cluster_type(struct alloc *a, struct jnl_handle *h, uint64_t ci
 	return 0;
 }
 
-/* Lock cluster ci (if we do not hold it) and learn its true state. */
-static int alloc_cluster_take(struct alloc *a, uint64_t ci)
+/* Lock cluster ci (if we do not hold it) and learn its true state. With
+ * `wait`, a live holder is asked to give it up (a free must reach the
+ * cluster its block lies in); without, a held cluster is -EBUSY (picking
+ * one to allocate from: try another). During recovery the dead host's
+ * clusters are borrowed: its slot is RECOVERING, so nobody else can take
+ * them, and we are the one recoverer (lockd/recover.c). */
+static int alloc_cluster_take(struct alloc *a, uint64_t ci, bool wait)
 {
 	struct alloc_cl *c = &a->cl[ci];
 	uint64_t laddr = layout_cluster_lock_addr(&a->v->sb, ci);
 	struct lunfs_cluster_summary s;
 	struct lunfs_cluster_hdr hdr;
 	struct lunfs_lock l;
+	uint32_t holder = UINT32_MAX;
+	bool borrowed = false;
 	int err;
 
 	if (c->held) {
 		return 0;
 	}
-	err = lockd_lock(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE, NULL);
+	err = lockd_lock(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE, &holder);
+	if (err == -EBUSY && holder == a->recover_slot) {
+		borrowed = true;
+		err = 0;
+	} else if (err == -EBUSY && wait) {
+		err = lockd_lock_wait(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE,
+				      cluster_wait_ms(a->v), NULL);
+	}
 	if (err < 0) {
 		return err;
 	}
@@ -647,11 +673,14 @@ static int alloc_cluster_take(struct alloc *a, uint64_t ci)
 	mc_drop_clean(a->v->mc);
 	err = lockd_read(a->v->ld, laddr, &l);
 	if (err < 0) {
-		(void)lockd_unlock(a->v->ld, laddr);
+		if (!borrowed) {
+			(void)lockd_unlock(a->v->ld, laddr);
+		}
 		return err;
 	}
 	lock_summary_get(&l, &s);
 	c->held = true;
+	c->borrowed = borrowed;
 	c->summary_dirty = false;
 	c->typed_ok = false;
 	c->type = alloc_type_ok(s.type) ? s.type : LUNFS_CLUSTER_FREE;
@@ -676,12 +705,16 @@ static void alloc_cluster_release(struct alloc *a, uint64_t ci)
 	if (!c->held) {
 		return;
 	}
-	if (c->summary_dirty) {
-		(void)alloc_summary_push(a, ci);
+	if (!c->borrowed) {
+		if (c->summary_dirty) {
+			(void)alloc_summary_push(a, ci);
+		}
+		(void)lockd_unlock(a->v->ld, layout_cluster_lock_addr(&a->v->sb, ci));
 	}
-	(void)lockd_unlock(a->v->ld, layout_cluster_lock_addr(&a->v->sb, ci));
 	c->held = false;
+	c->borrowed = false;
 	c->typed_ok = false;
+	c->summary_dirty = false;
 	for (unsigned t = 0; t < ALLOC_NTYPES; t++) {
 		if (a->cur[t] == ci) {
 			a->cur[t] = ALLOC_NONE;
@@ -701,7 +734,7 @@ static int alloc_pick(struct alloc *a, struct jnl_handle *h, uint8_t type)
 	for (uint64_t i = 0; i < n; i++) {
 		struct alloc_cl *c = &a->cl[i];
 
-		if (c->held && c->typed_ok && c->type == type && c->units_free > 0) {
+		if (c->held && !c->borrowed && c->typed_ok && c->type == type && c->units_free > 0) {
 			a->cur[type] = i;
 			return 0;
 		}
@@ -715,8 +748,10 @@ static int alloc_pick(struct alloc *a, struct jnl_handle *h, uint8_t type)
 			if (c->held) {
 				/* Held clusters of this type are full; held
 				 * free ones (typing never committed) can be
-				 * typed in pass 2. */
-				if (pass == 1 && !c->typed_ok) {
+				 * typed in pass 2. Never allocate from a
+				 * borrowed one: it goes back when recovery
+				 * ends. */
+				if (pass == 1 && !c->typed_ok && !c->borrowed) {
 					goto type_it;
 				}
 				continue;
@@ -727,12 +762,15 @@ static int alloc_pick(struct alloc *a, struct jnl_handle *h, uint8_t type)
 			if (pass == 1 && c->type != LUNFS_CLUSTER_FREE) {
 				continue;
 			}
-			err = alloc_cluster_take(a, i);
+			err = alloc_cluster_take(a, i, false);
 			if (err == -EBUSY || err == -EUCLEAN) {
 				continue;
 			}
 			if (err < 0) {
 				return err;
+			}
+			if (c->borrowed) {
+				continue;
 			}
 			if (c->typed_ok && c->type == type && c->units_free > 0) {
 				a->cur[type] = i;
@@ -854,7 +892,8 @@ int alloc_units(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t wa
 			uint64_t ci = (hint - d->offset) / a->v->sb.cluster_size;
 			struct alloc_cl *c = &a->cl[ci];
 
-			if (c->held && c->typed_ok && c->type == type && c->units_free > 0) {
+			if (c->held && !c->borrowed && c->typed_ok && c->type == type &&
+			    c->units_free > 0) {
 				err = alloc_from(a, h, ci, type, want, hint, addr, got);
 				if (err != -ENOSPC) {
 					goto out;
@@ -903,7 +942,7 @@ static int alloc_locate(struct alloc *a, uint8_t type, uint64_t addr, uint64_t c
 	if (off % a->geo[type].unit_size != 0) {
 		return -EUCLEAN;
 	}
-	err = alloc_cluster_take(a, *ci);
+	err = alloc_cluster_take(a, *ci, true);
 	if (err < 0) {
 		return err;
 	}
@@ -1176,6 +1215,7 @@ int alloc_open(struct lunfs_vol *v, struct alloc **out)
 	}
 	a->v = v;
 	a->ncl = v->sb.cluster_count;
+	a->recover_slot = UINT32_MAX;
 	for (unsigned t = 0; t < ALLOC_NTYPES; t++) {
 		a->cur[t] = ALLOC_NONE;
 		if (alloc_type_ok((uint8_t)t)) {
@@ -1218,4 +1258,53 @@ void alloc_close(struct alloc *a)
 	free(a->busy);
 	free(a->cl);
 	free(a);
+}
+
+/* ---- the cluster protocol (fs/cluster.c) -------------------------------- */
+
+int alloc_cluster_giveup(struct alloc *a, uint64_t ci)
+{
+	struct alloc_cl *c;
+	int err = 0;
+
+	if (ci >= a->ncl) {
+		return -EINVAL;
+	}
+	c = &a->cl[ci];
+	pthread_mutex_lock(&a->mu);
+	if (c->held && !c->borrowed) {
+		/* Frees of an uncommitted transaction have committed
+		 * (the caller ran jnl_flush_home): nothing of ours stays
+		 * busy in a cluster we no longer hold. */
+		alloc_busy_prune(a);
+		alloc_cluster_release(a, ci);
+		/* Its blocks are the next holder's to change. */
+		mc_drop_clean(a->v->mc);
+	} else if (!c->held) {
+		/* In lockd's table but not ours (a take that failed half
+		 * way): nothing cached depends on it. */
+		err = lockd_unlock(a->v->ld, layout_cluster_lock_addr(&a->v->sb, ci));
+	}
+	pthread_mutex_unlock(&a->mu);
+	return err;
+}
+
+void alloc_recover_begin(struct alloc *a, uint32_t slot)
+{
+	pthread_mutex_lock(&a->mu);
+	a->recover_slot = slot;
+	pthread_mutex_unlock(&a->mu);
+}
+
+void alloc_recover_end(struct alloc *a)
+{
+	pthread_mutex_lock(&a->mu);
+	for (uint64_t i = 0; i < a->ncl; i++) {
+		if (a->cl[i].held && a->cl[i].borrowed) {
+			alloc_cluster_release(a, i);
+		}
+	}
+	a->recover_slot = UINT32_MAX;
+	pthread_mutex_unlock(&a->mu);
+	mc_drop_clean(a->v->mc);
 }

@@ -40,6 +40,7 @@
 #include "lunfs/fs.h"
 
 struct lunfs_lockd;
+struct inode_mem;
 
 /* ---- mcache -------------------------------------------------------------
  * A bounded cache of encoded metadata, keyed by byte address. An entry is a
@@ -116,6 +117,10 @@ int jnl_stop(struct jnl_handle *h, bool sync);
 uint64_t jnl_running_seq(struct jnl *j);
 /* Commit everything so far and wait (fsync, syncfs). */
 int jnl_sync(struct jnl *j);
+/* Commit, then checkpoint (or just flush when the ring is empty): every
+ * change made so far is durable and home, and the ring holds nothing. Run
+ * before a lock covering metadata is given to another host (cluster.c). */
+int jnl_flush_home(struct jnl *j);
 /* Replay a journal without a mounted volume (fsck, recovery, mount). Writes
  * home, flushes, marks the journal clean. *applied = transactions replayed. */
 int jnl_replay(struct lunfs_dev *dev, const struct lunfs_super *sb,
@@ -158,6 +163,17 @@ struct alloc_stats {
 };
 int alloc_stats(struct alloc *a, struct alloc_stats *st);
 
+/* ---- alloc and the cluster protocol (fs/cluster.c) ---------------------- */
+/* Give cluster ci back (another host asked for it). Caller holds
+ * meta_lock and has run jnl_flush_home: summary pushed, cluster
+ * forgotten, cached blocks dropped, lock released. */
+int alloc_cluster_giveup(struct alloc *a, uint64_t ci);
+/* Recovery of `slot` (meta_lock held): clusters whose lock that dead slot
+ * still holds are borrowed by frees until alloc_recover_end, which
+ * forgets them (the caller has made the frees durable and home). */
+void alloc_recover_begin(struct alloc *a, uint32_t slot);
+void alloc_recover_end(struct alloc *a);
+
 /* ---- the mount context ----------------------------------------------------
  * Fields are set at mount and read-only after, unless a comment names the
  * lock that protects them.
@@ -179,11 +195,40 @@ struct lunfs_vol {
 	char host_name[65];          /* opts.host_name points here */
 	pthread_mutex_t fh_lock;     /* protects fh_list; innermost, never held across I/O */
 	struct lunfs_fh *fh_list;    /* open handles, so unmount can release leaked ones */
+	struct cluster *cl;          /* cluster.c: inode locks of opens (its own mutex) */
 };
 
 /* ---- vol (fs/vol.c, fs/fsops*.c) ------------------------------------------ */
 /* Release every open handle still on fh_list (unmount). */
 void fsop_release_all(struct lunfs_vol *v);
+
+/* ---- cluster (fs/cluster.c) ------------------------------------------------
+ * Dead-host recovery and lock hand-off as lockd callbacks. attach/detach
+ * without meta_lock (they wait for a running callback).
+ */
+int cluster_attach(struct lunfs_vol *v);
+void cluster_detach(struct lunfs_vol *v);
+/* How long to wait for a live host to hand a lock over. */
+uint32_t cluster_wait_ms(const struct lunfs_vol *v);
+/* A message for the administrator (opts.log, else stderr). */
+void cluster_log(const struct lunfs_vol *v, const char *msg);
+void cluster_free(struct lunfs_vol *v);
+/* VMFS open semantics: an open takes the inode's lock SHARED (read-only),
+ * EXCLUSIVE (for write) or MULTIWRITER (for write, multiwriter file), kept
+ * cached after the last close until another host asks. -EBUSY (logged,
+ * naming the holder) when another live host holds it in a conflicting
+ * mode. Without meta_lock. */
+int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, bool multiwriter,
+		      bool is_new);
+void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write);
+/* Take ino's lock EXCLUSIVE (kept cached) before unlink/truncate/setattr:
+ * -EBUSY (logged) when another live host has the file open and will not
+ * give it up (VMFS protects open images). */
+int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino);
+uint32_t cluster_open_wait_ms(const struct lunfs_vol *v);
+/* Drop clean cached metadata and re-read im's record (a lock we did not
+ * hold was just granted). Takes meta_lock. */
+int cluster_inode_refresh(struct lunfs_vol *v, struct inode_mem *im);
 
 /* ---- inode ----------------------------------------------------------------
  * In-memory inodes, one per ino, found through the icache (a hash table with
@@ -241,6 +286,17 @@ int orphan_recover(struct lunfs_vol *v);
  * as needed, then its slot (keeping its generation), and take it off the
  * orphan table. Caller holds meta_lock, no handle, not im->lock. */
 int inode_reclaim(struct lunfs_vol *v, struct inode_mem *im);
+/* Recovery (meta_lock held, no handle): ino was on a dead host's orphan
+ * table. Reclaim it if it is still an unlinked inode; if this host uses
+ * it too, put it on our own orphan table instead (our last user reclaims
+ * it). Gone already, or linked again: nothing to do. */
+int inode_reclaim_foreign(struct lunfs_vol *v, uint64_t ino);
+/* The ino whose slot (lock record) is at byte address slot_addr. */
+int inode_ino_of_slot(const struct lunfs_vol *v, uint64_t slot_addr, uint64_t *ino);
+/* Re-read im's record from the disk into di (meta_lock held, im->lock
+ * not): another host may have changed it under its lock. A record with
+ * uncommitted changes of ours is left alone. */
+int inode_refresh(struct lunfs_vol *v, struct inode_mem *im);
 void inode_to_attr(const struct lunfs_vol *v, const struct inode_mem *im, struct lunfs_attr *out);
 int64_t vol_now_ns(void);
 

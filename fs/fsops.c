@@ -61,6 +61,7 @@
 
 #include "fs_internal.h"
 #include "lunfs/inode.h"
+#include "lunfs/map.h"
 
 /* Journal credits (sectors or blocks an operation may dirty). */
 #define CR_INODE 1u        /* one inode record */
@@ -78,9 +79,15 @@
  * calls the parent chain corrupt (a cycle). */
 #define FSOP_MAX_DEPTH 65536u
 
+/* Marks a file that several hosts may open for write at once. */
+#define FSOP_MULTIWRITER_XATTR "user.lunfs.multiwriter"
+
 struct lunfs_fh {
 	struct inode_mem *im;
 	int flags;
+	bool locked;                  /* holds an open of the inode lock (cluster.c) */
+	bool write;                   /* ... for write */
+	bool multiwriter;             /* the file is multi-writer: no page cache */
 	struct lunfs_fh *prev, *next; /* vol.fh_list, under vol.fh_lock */
 };
 
@@ -366,6 +373,12 @@ int fsop_setattr(struct lunfs_vol *v, uint64_t ino, const struct lunfs_setattr *
 	err = inode_get(v, ino, &im);
 	if (err < 0) {
 		return err;
+	}
+	if (S_ISREG(im->di.mode)) {
+		err = cluster_inode_busy(v, ino);
+		if (err < 0) {
+			goto out_put;
+		}
 	}
 	/* The size first (its own transactions), then the attributes in one
 	 * more: a crash between leaves the new size with the old times, which
@@ -755,6 +768,13 @@ static int fsop_remove(struct lunfs_vol *v, uint64_t dir, const char *name, bool
 		err = -ENOTEMPTY;
 		goto out_put;
 	}
+	if (!want_dir) {
+		/* VMFS protects an image open on another host. */
+		err = cluster_inode_busy(v, im->ino);
+		if (err < 0) {
+			goto out_put;
+		}
+	}
 	err = fsop_start(v, 2 * CR_INODE + dir_change_credits(dim) + CR_ORPHAN, &h);
 	if (err < 0) {
 		goto out_put;
@@ -1091,6 +1111,48 @@ ssize_t fsop_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t len)
 
 /* ---- open files ------------------------------------------------------------------ */
 
+/* Open semantics across hosts (VMFS): see cluster.c. Files only. */
+static int fsop_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, bool multiwriter,
+			  bool is_new)
+{
+	return cluster_open_lock(v, im, write, multiwriter && !is_new, is_new);
+}
+
+/* A multi-writer file is written from several hosts at once, each
+ * holding only MULTIWRITER, so nothing may change its map or size: such
+ * files are preallocated and written once (eager-zeroed, as VMFS asks),
+ * and then only overwritten in place. A write that would allocate, fill
+ * an unwritten chunk, copy a shared block or grow the file is refused. */
+static int fsop_mw_check(struct lunfs_vol *v, struct inode_mem *im, size_t len, uint64_t off)
+{
+	uint64_t bs = v->sb.file_block_size;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&im->lock);
+	if (off + len > im->di.size || off + len < off) {
+		err = -EINVAL;
+	}
+	for (uint64_t b = off / bs; err == 0 && b <= (off + len - 1) / bs; b++) {
+		struct lunfs_map_entry e;
+		uint64_t run;
+
+		err = bmap_lookup(v, im, b, &e, &run);
+		if (err == 0 && (e.addr == 0 || e.written != ~0ull || (e.flags & LUNFS_MAPE_SHARED))) {
+			err = -EINVAL;
+		}
+	}
+	pthread_rwlock_unlock(&im->lock);
+	if (err == -EINVAL) {
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "inode %llu is multi-writer: a write at %llu of %zu bytes would "
+			 "allocate or grow it (preallocate and zero multi-writer files): refused",
+			 (unsigned long long)im->ino, (unsigned long long)off, len);
+		cluster_log(v, msg);
+	}
+	return err;
+}
+
 static int fsop_fh_new(struct lunfs_vol *v, struct inode_mem *im, int flags, struct lunfs_fh **out)
 {
 	struct lunfs_fh *fh = calloc(1, sizeof(*fh));
@@ -1131,6 +1193,8 @@ int fsop_create(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t dir, 
 {
 	struct fsop_new nw = { .mode = S_IFREG | fsop_perm(cr, mode) };
 	struct inode_mem *im = NULL;
+
+	bool write = (flags & O_ACCMODE) != O_RDONLY;
 	int err;
 
 	*fh = NULL;
@@ -1138,7 +1202,18 @@ int fsop_create(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t dir, 
 	if (err < 0) {
 		return err;
 	}
-	err = fsop_fh_new(v, im, flags, fh);
+	/* Nobody else can know the new inode yet: the lock is free, and
+	 * our copy is the truth (no refresh). */
+	err = fsop_open_lock(v, im, write, false, true);
+	if (err == 0) {
+		err = fsop_fh_new(v, im, flags, fh);
+		if (err < 0) {
+			cluster_open_unlock(v, im->ino, write);
+		} else {
+			(*fh)->locked = true;
+			(*fh)->write = write;
+		}
+	}
 	if (err < 0) {
 		/* The name exists and the kernel has its lookup reference;
 		 * only the open failed. */
@@ -1151,6 +1226,7 @@ int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh
 {
 	struct inode_mem *im;
 	int acc = flags & O_ACCMODE;
+	bool locked = false, multiwriter = false;
 	int err;
 
 	*fh = NULL;
@@ -1170,6 +1246,19 @@ int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh
 		err = -EROFS;
 		goto out_put;
 	}
+	if (S_ISREG(im->di.mode)) {
+		ssize_t mw;
+
+		pthread_rwlock_rdlock(&im->lock);
+		mw = xattr_get(v, im, FSOP_MULTIWRITER_XATTR, NULL, 0);
+		pthread_rwlock_unlock(&im->lock);
+		multiwriter = mw >= 0;
+		err = fsop_open_lock(v, im, acc != O_RDONLY, multiwriter, false);
+		if (err < 0) {
+			goto out_put;
+		}
+		locked = true;
+	}
 	if ((flags & O_TRUNC) && acc != O_RDONLY && S_ISREG(im->di.mode)) {
 		/* The kernel sends O_TRUNC only with FUSE_CAP_ATOMIC_O_TRUNC;
 		 * otherwise it truncates through setattr first. */
@@ -1184,10 +1273,21 @@ int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh
 	if (err < 0) {
 		goto out_put;
 	}
+	(*fh)->locked = locked;
+	(*fh)->write = acc != O_RDONLY;
+	(*fh)->multiwriter = multiwriter;
 	return 0;
 out_put:
+	if (locked) {
+		cluster_open_unlock(v, ino, acc != O_RDONLY);
+	}
 	inode_put(v, im);
 	return err;
+}
+
+bool fsop_fh_direct(const struct lunfs_fh *fh)
+{
+	return fh != NULL && fh->multiwriter;
 }
 
 int fsop_release(struct lunfs_vol *v, struct lunfs_fh *fh)
@@ -1199,6 +1299,9 @@ int fsop_release(struct lunfs_vol *v, struct lunfs_fh *fh)
 	}
 	im = fh->im;
 	fsop_fh_unlink(v, fh);
+	if (fh->locked) {
+		cluster_open_unlock(v, im->ino, fh->write);
+	}
 	free(fh);
 	/* Drop the open count while our reference still pins the inode, so
 	 * the reclaim (if this was the last user of an unlinked file) runs
@@ -1255,6 +1358,12 @@ ssize_t fsop_write(struct lunfs_vol *v, struct lunfs_fh *fh, const void *buf, si
 	}
 	if (len == 0) {
 		return 0;
+	}
+	if (fh->multiwriter) {
+		err = fsop_mw_check(v, fh->im, len, off);
+		if (err < 0) {
+			return err;
+		}
 	}
 	return file_write(v, fh->im, buf, len, off);
 }

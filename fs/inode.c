@@ -179,7 +179,7 @@ static int inode_rec_addr(const struct lunfs_vol *v, uint64_t ino, uint64_t *rec
 }
 
 /* Inverse of layout_ino_addr: the ino of the slot at byte address slot_addr. */
-static int inode_ino_of_slot(const struct lunfs_vol *v, uint64_t slot_addr, uint64_t *ino)
+int inode_ino_of_slot(const struct lunfs_vol *v, uint64_t slot_addr, uint64_t *ino)
 {
 	const struct lunfs_super *sb = &v->sb;
 	uint64_t base = sb->regions[LUNFS_REGION_DATA].offset;
@@ -712,4 +712,66 @@ out:
 	pthread_rwlock_unlock(&im->lock);
 	r = jnl_stop(h, false);
 	return ret != 0 ? ret : r;
+}
+
+int inode_reclaim_foreign(struct lunfs_vol *v, uint64_t ino)
+{
+	struct inode_mem *im;
+	struct jnl_handle *h;
+	bool used;
+	int ret, r;
+
+	ret = inode_get(v, ino, &im);
+	if (ret == -ENOENT) {
+		return 0;
+	}
+	if (ret != 0) {
+		return ret;
+	}
+	if (im->di.nlink != 0 || im->dead) {
+		inode_put_locked(v, im);
+		return 0;
+	}
+	pthread_mutex_lock(&v->ic->lock);
+	used = im->refs > 1 || im->nlookup > 0 || im->nopen > 0;
+	pthread_mutex_unlock(&v->ic->lock);
+	if (!used) {
+		ret = inode_reclaim(v, im);
+	} else {
+		/* Our last user reclaims it (inode_put); the table entry
+		 * keeps it safe across our own crash. */
+		ret = jnl_start(v->jnl, 2, &h);
+		if (ret == 0) {
+			ret = orphan_add(v, h, ino);
+			r = jnl_stop(h, false);
+			ret = ret != 0 ? ret : r;
+		}
+	}
+	inode_put_locked(v, im);
+	return ret;
+}
+
+int inode_refresh(struct lunfs_vol *v, struct inode_mem *im)
+{
+	struct lunfs_inode di;
+	int ret = 0;
+
+	pthread_rwlock_wrlock(&im->lock);
+	if (im->rec->dirty_tid != 0 || im->rec->home_pending != 0) {
+		goto out;       /* ours and newer than the disk */
+	}
+	ret = dev_read(v->dev, im->rec->buf, im->rec->len, im->rec->addr);
+	if (ret != 0) {
+		goto out;
+	}
+	ret = inode_decode(&v->codec, im->rec->buf, im->rec->addr, im->ino, &di);
+	if (ret == -ENODATA || ret == -ESTALE || (ret == 0 && di.mode == 0)) {
+		ret = -ENOENT;  /* deleted by another host */
+	}
+	if (ret == 0) {
+		im->di = di;
+	}
+out:
+	pthread_rwlock_unlock(&im->lock);
+	return ret;
 }

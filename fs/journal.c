@@ -983,6 +983,31 @@ int jnl_close(struct jnl *j)
 	return err;
 }
 
+/* Before a lock that covers metadata leaves this host, nothing of what it
+ * covers may stay in our ring: were we to die later, the recoverer's
+ * replay would write those (by then old) images over the next holder's
+ * changes. So commit, and checkpoint: the ring is empty afterwards. */
+int jnl_flush_home(struct jnl *j)
+{
+	int err;
+
+	if (j->h.open) {
+		return -EBUSY;
+	}
+	if (j->err != 0) {
+		return j->err;
+	}
+	err = jnl_commit(j);
+	if (err == 0 && j->used > 0) {
+		err = jnl_checkpoint(j, LUNFS_JOURNAL_DIRTY);
+	} else if (err == 0) {
+		/* Nothing in the ring: the home writes of earlier commits
+		 * still want to be durable before someone else reads them. */
+		err = dev_flush(j->dev);
+	}
+	return err;
+}
+
 int jnl_start(struct jnl *j, unsigned credits, struct jnl_handle **out)
 {
 	uint64_t cbytes = (uint64_t)credits * JBLK;

@@ -304,6 +304,16 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 		locked = true;
 		goto out_icache;
 	}
+	/* Last: from here lockd's monitor may recover dead hosts and ask us
+	 * for locks, which needs everything above. */
+	err = cluster_attach(v);
+	if (err < 0) {
+		vol_why(o, "cannot register with the cluster monitor");
+		cluster_free(v);
+		pthread_mutex_lock(&v->meta_lock);
+		locked = true;
+		goto out_icache;
+	}
 	*out = v;
 	return 0;
 
@@ -334,6 +344,9 @@ int vol_unmount(struct lunfs_vol *v)
 	if (v == NULL) {
 		return 0;
 	}
+	/* No more recoveries or hand-offs through us: they need the state
+	 * torn down below. (lockd_leave then gives every lock back.) */
+	cluster_detach(v);
 	/* Handles the front end never released (a FUSE session torn down
 	 * without release calls) still pin inodes: release them first so
 	 * unlinked files among them are reclaimed while we can still write. */
@@ -347,10 +360,12 @@ int vol_unmount(struct lunfs_vol *v)
 	alloc_close(v->alloc);
 	pthread_mutex_unlock(&v->meta_lock);
 	mc_destroy(v->mc);
+	/* Gives back every lock still held, inode locks of opens included. */
 	e = lockd_leave(v->ld);
 	if (e < 0 && err == 0) {
 		err = e;
 	}
+	cluster_free(v);
 	pthread_mutex_destroy(&v->fh_lock);
 	pthread_mutex_destroy(&v->meta_lock);
 	free(v);

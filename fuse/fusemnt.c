@@ -291,6 +291,13 @@ static void fm_log(const struct fusemnt *m, int prio, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* The core's messages for the administrator (a write-open refused and who
+ * holds the file, a dead host recovered): the daemon's log. */
+static void fm_core_log(void *arg, const char *msg)
+{
+	fm_log(arg, LOG_NOTICE, "%s", msg);
+}
+
 static void fm_fuse_syslog(enum fuse_log_level level, const char *fmt, va_list ap)
 {
 	/* libfuse's levels are syslog's. */
@@ -386,6 +393,8 @@ out:
 /* Who we are in the heartbeat region. */
 static void fm_identity(struct fusemnt *m)
 {
+	m->mo.log = fm_core_log;
+	m->mo.log_arg = m;
 	if (m->o.host_name[0] != '\0') {
 		/* Named explicitly (several hosts on one machine): the core
 		 * derives the identity from the name. */

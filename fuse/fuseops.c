@@ -198,10 +198,14 @@ static struct lunfs_fh *fh_of(const struct fuse_file_info *fi)
 static void fh_publish(struct lunfs_fh *fh, struct fuse_file_info *fi)
 {
 	fi->fh = (uint64_t)(uintptr_t)fh;
-	fi->direct_io = (fi->flags & O_DIRECT) != 0;
-	/* One host: the page cache stays valid across opens. The cluster
-	 * issue makes this depend on holding the file's lock. */
-	fi->keep_cache = !fi->direct_io;
+	/* A multi-writer file is written by several hosts at once: no page
+	 * cache at all (the core says which files are). */
+	fi->direct_io = (fi->flags & O_DIRECT) != 0 || fsop_fh_direct(fh);
+	/* Other hosts may have changed the file since our last open (they
+	 * could only once we gave its lock up), so pages cached from then
+	 * are dropped at each open. Within one open the lock is ours and
+	 * the cache stays valid. */
+	fi->keep_cache = 0;
 }
 
 /* ---- session ------------------------------------------------------------ */

@@ -39,6 +39,12 @@ struct lunfs_mount_opts {
 	bool no_hb_thread;              /* tests: no heartbeat thread, so the I/O
 	                                 * sequence is deterministic (power-loss tests) */
 	const struct lockd_clock *clock; /* tests: lockd's clock; NULL = the real one */
+	/* Messages for the administrator (a dead host recovered, a
+	 * write-open refused and who holds the file): the front end sends
+	 * them to its log. NULL = stderr. Called from any thread, with fs
+	 * locks held: it must not call back into the fs. */
+	void (*log)(void *arg, const char *msg);
+	void *log_arg;
 };
 
 #define LUNFS_NAME_MAX 255u             /* bytes in one path component */
@@ -121,6 +127,9 @@ int fsop_create(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t dir, 
 		uint32_t mode, int flags, struct lunfs_attr *out, struct lunfs_fh **fh);
 int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh);
 int fsop_release(struct lunfs_vol *v, struct lunfs_fh *fh);
+/* Must the front end bypass the page cache for this handle (a
+ * multi-writer file, written by several hosts at once)? */
+bool fsop_fh_direct(const struct lunfs_fh *fh);
 ssize_t fsop_read(struct lunfs_vol *v, struct lunfs_fh *fh, void *buf, size_t len, uint64_t off);
 /* Does not clear S_ISUID/S_ISGID: the front end should turn off
  * FUSE_CAP_HANDLE_KILLPRIV(_V2) so that the kernel, which knows the

@@ -1,0 +1,622 @@
+/*
+ * cluster: the fs core's side of the multi-host protocol (docs/DESIGN.md
+ * sections 5 and 6): what this host does when lockd's monitor finds a dead
+ * host to recover, or when another host asks for a lock we hold.
+ *
+ * Both run as lockd callbacks on lockd's monitor thread, under lockd's
+ * act_mu and with no other lockd mutex held. Each takes vol.meta_lock, so
+ * it never runs in the middle of a metadata operation (handles are open
+ * only under meta_lock). The other direction is safe too: threads holding
+ * meta_lock call lockd (lockd_lock, lockd_lock_wait, lockd_unlock), which
+ * never waits for act_mu or the monitor thread. The only thing that waits
+ * for act_mu is lockd_set_recover/lockd_set_release: cluster_attach and
+ * cluster_detach are called without meta_lock.
+ *
+ * Recovery of dead slot D (we won the compare-and-write of D's heartbeat
+ * slot to RECOVERING, so we are its only recoverer; a recoverer that dies
+ * is replaced, and everything below is idempotent):
+ *   1. replay D's journal (physical redo images; marks it CLEAN);
+ *   2. drop our clean cached metadata: the replay wrote home behind the
+ *      cache's back;
+ *   3. reclaim the inodes listed in D's orphan table (unlinked while open
+ *      on D). D's cluster locks are still D's until its slot is FREE, so
+ *      the allocator borrows them for the duration (alloc_recover_begin):
+ *      nobody else can take them meanwhile. Clusters another live host
+ *      holds are asked for (lockd_lock_wait);
+ *   4. commit and checkpoint our journal (jnl_flush_home): the frees are
+ *      durable and home before D's locks become free for others;
+ *   5. write D's orphan blocks back empty (directly: they are D's, never
+ *      in our journal), so that whoever claims D's slot next does not
+ *      reclaim a later inode that reuses one of those numbers;
+ *   6. hand the borrowed clusters back (forget them), return 0: lockd
+ *      frees D's slot, and D's lock records are free for anyone.
+ *
+ * Giving up a cluster lock (another host wants to allocate there or free
+ * a block in it): commit and checkpoint, so that nothing of the cluster
+ * stays in our ring (were we to die later, replaying old images of its
+ * bitmap over the next holder's changes would corrupt it), then the
+ * allocator pushes the summary, forgets the cluster, drops cached blocks
+ * and unlocks. The allocator copes with losing a cluster between any two
+ * calls: it simply picks again.
+ *
+ * Lock order: lockd act_mu (callbacks) < vol.meta_lock < alloc.mu < lockd
+ * lock_mu < icache/mcache.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fs_internal.h"
+#include "lunfs/journal.h"
+#include "lunfs/lock.h"
+#include "lunfs/lockd.h"
+
+#define NS_PER_MS 1000000ull
+
+uint32_t cluster_wait_ms(const struct lunfs_vol *v)
+{
+	const struct lockd_timeouts *to = lockd_timeouts(v->ld);
+	/* The holder sees the request within one of its intervals and then
+	 * flushes (a commit: a few I/Os of at most D each). */
+	uint64_t ns = 3 * to->interval_ns + 2 * to->io_deadline_ns;
+
+	return (uint32_t)(ns / NS_PER_MS);
+}
+
+void cluster_log(const struct lunfs_vol *v, const char *msg)
+{
+	if (v->opts.log != NULL) {
+		v->opts.log(v->opts.log_arg, msg);
+	} else {
+		fprintf(stderr, "lunfs: %s\n", msg);
+	}
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+static uint64_t cluster_orphan_addr(const struct lunfs_vol *v, uint32_t slot, unsigned k)
+{
+	return layout_journal_addr(&v->sb, slot) + LUNFS_META_BLOCK_SIZE * (1ull + k);
+}
+
+/* Reclaim every inode D's orphan table lists; *dirty[k] = block k had
+ * entries. Read directly, not through the cache: D's blocks never belong
+ * in our cache or our journal. */
+static int cluster_orphans_reclaim(struct lunfs_vol *v, uint32_t slot, bool *dirty)
+{
+	struct lunfs_jorphan *t = malloc(sizeof(*t));
+	uint8_t *blk = dev_buf_alloc(LUNFS_META_BLOCK_SIZE);
+	int err = 0;
+
+	if (t == NULL || blk == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (unsigned k = 0; k < LUNFS_JOURNAL_ORPHAN_BLOCKS; k++) {
+		uint64_t addr = cluster_orphan_addr(v, slot, k);
+		int dr;
+
+		dirty[k] = false;
+		err = dev_read(v->dev, blk, LUNFS_META_BLOCK_SIZE, addr);
+		if (err < 0) {
+			goto out;
+		}
+		dr = jorphan_decode(&v->codec, blk, addr, t);
+		if (dr == -ENODATA || dr == -ESTALE) {
+			continue;       /* never written: no orphans */
+		}
+		if (dr < 0) {
+			/* A torn or corrupt table: leave it to fsck (its
+			 * inodes stay allocated, nothing is lost). */
+			fprintf(stderr, "lunfs: orphan block %u of slot %u is corrupt: skipped\n", k, slot);
+			continue;
+		}
+		for (unsigned i = 0; i < LUNFS_JORPHANS_PER_BLOCK; i++) {
+			if (t->ino[i] == 0) {
+				continue;
+			}
+			dirty[k] = true;
+			err = inode_reclaim_foreign(v, t->ino[i]);
+			if (err < 0) {
+				goto out;
+			}
+		}
+	}
+out:
+	dev_buf_free(blk);
+	free(t);
+	return err;
+}
+
+/* Step 5: D's orphan blocks that had entries, written back empty. */
+static int cluster_orphans_clear(struct lunfs_vol *v, uint32_t slot, const bool *dirty)
+{
+	struct lunfs_jorphan *t = calloc(1, sizeof(*t));
+	uint8_t *blk = dev_buf_alloc(LUNFS_META_BLOCK_SIZE);
+	bool wrote = false;
+	int err = 0;
+
+	if (t == NULL || blk == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (unsigned k = 0; k < LUNFS_JOURNAL_ORPHAN_BLOCKS; k++) {
+		uint64_t addr = cluster_orphan_addr(v, slot, k);
+
+		if (!dirty[k]) {
+			continue;
+		}
+		memset(t, 0, sizeof(*t));
+		t->slot = slot;
+		t->first = (uint64_t)k * LUNFS_JORPHANS_PER_BLOCK;
+		t->seq = 1;
+		memset(blk, 0, LUNFS_META_BLOCK_SIZE);
+		jorphan_encode(&v->codec, t, addr, blk);
+		err = dev_write(v->dev, blk, LUNFS_META_BLOCK_SIZE, addr);
+		if (err < 0) {
+			goto out;
+		}
+		wrote = true;
+	}
+	if (wrote) {
+		err = dev_flush(v->dev);
+	}
+out:
+	dev_buf_free(blk);
+	free(t);
+	return err;
+}
+
+static int cluster_recover_cb(void *arg, uint32_t slot, const struct lunfs_hb_slot *dead)
+{
+	struct lunfs_vol *v = arg;
+	bool dirty[LUNFS_JOURNAL_ORPHAN_BLOCKS];
+	uint64_t applied = 0;
+	char msg[160];
+	int err;
+
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_replay(v->dev, &v->sb, &v->codec, slot, &applied);
+	/* Whatever the replay managed to write home, our clean copies may
+	 * predate it. */
+	mc_drop_clean(v->mc);
+	if (err < 0) {
+		goto out;
+	}
+	alloc_recover_begin(v->alloc, slot);
+	err = cluster_orphans_reclaim(v, slot, dirty);
+	if (err == 0) {
+		err = jnl_flush_home(v->jnl);
+	}
+	if (err == 0) {
+		err = cluster_orphans_clear(v, slot, dirty);
+	}
+	alloc_recover_end(v->alloc);
+out:
+	pthread_mutex_unlock(&v->meta_lock);
+	if (err == 0) {
+		snprintf(msg, sizeof(msg), "recovered host '%.64s' (slot %u): %llu journal transactions replayed",
+			 dead->host_name, slot, (unsigned long long)applied);
+	} else {
+		snprintf(msg, sizeof(msg), "recovering host '%.64s' (slot %u) failed: %s",
+			 dead->host_name, slot, strerror(-err));
+	}
+	cluster_log(v, msg);
+	return err;
+}
+
+/* ---- lock hand-off ---------------------------------------------------------- */
+
+/* ---- inode locks: VMFS open semantics -------------------------------------
+ *
+ * Per inode this host has opened, a cl_ilock counts the opens (read-only
+ * and for write) and remembers the mode lockd granted us:
+ *
+ *   opens on this host        lock held
+ *   none                      none, or kept cached (mode as last granted)
+ *   read-only only            SHARED (or a cached stronger mode)
+ *   some for write            EXCLUSIVE; MULTIWRITER for a file carrying
+ *                             the xattr user.lunfs.multiwriter
+ *
+ * A mode once granted is kept until another host asks for the lock (the
+ * release callback): closing the last open costs no I/O, and reopening
+ * on the same host is free. Asked while any open uses it, we refuse and
+ * the requester's lockd_lock_wait ends in EBUSY naming us. Asked while
+ * idle, we commit and checkpoint (the next holder must find the inode's
+ * metadata home, and our ring must hold no image of it), then unlock.
+ * Upgrades (SHARED to EXCLUSIVE) go through lockd like a first grant.
+ *
+ * ilk_mu guards the table and is held across the lockd call of an open,
+ * so the table always says what lockd granted. Order: meta_lock <
+ * ilk_mu < lockd. The release callback takes meta_lock only after
+ * dropping ilk_mu.
+ */
+#define CL_ILOCK_BUCKETS 256u
+
+struct cl_ilock {
+	uint64_t ino;
+	uint32_t nread, nwrite;
+	uint32_t npending;           /* opens waiting in lockd for this lock */
+	uint8_t mode;                /* lockd mode held, LUNFS_LOCK_FREE = none */
+	struct cl_ilock *next;
+};
+
+struct cluster {
+	pthread_mutex_t ilk_mu;
+	struct cl_ilock *tab[CL_ILOCK_BUCKETS];
+};
+
+static struct cl_ilock **cl_ilock_slot(struct cluster *c, uint64_t ino)
+{
+	struct cl_ilock **pp = &c->tab[(ino * 0x9E3779B97F4A7C15ull) >> 56];
+
+	while (*pp != NULL && (*pp)->ino != ino) {
+		pp = &(*pp)->next;
+	}
+	return pp;
+}
+
+static int cl_lock_addr(const struct lunfs_vol *v, uint64_t ino, uint64_t *addr)
+{
+	return layout_ino_addr(&v->sb, ino, addr) == 0 ? 0 : -EINVAL;
+}
+
+/* "host 'b' (slot 1)" for the log. */
+static void cl_holder_name(struct lunfs_vol *v, uint32_t slot, char *buf, size_t len)
+{
+	struct lockd_host_info *hi = calloc(v->sb.max_hosts, sizeof(*hi));
+
+	if (hi != NULL && slot < v->sb.max_hosts) {
+		lockd_hosts_snapshot(v->ld, hi);
+		snprintf(buf, len, "host '%.64s' (slot %u)", hi[slot].rec.host_name, slot);
+	} else {
+		snprintf(buf, len, "slot %u", slot);
+	}
+	free(hi);
+}
+
+/* Does the mode we hold cover what an open of `want` needs? */
+static bool cl_mode_covers(uint8_t held, uint8_t want)
+{
+	if (held == LUNFS_LOCK_FREE) {
+		return false;
+	}
+	/* MULTIWRITER is its own world: an exclusive lock does not let us
+	 * write alongside other hosts' multi-writer opens. */
+	return held == want || (held == LUNFS_LOCK_EXCLUSIVE && want == LUNFS_LOCK_SHARED) ||
+	       (want == LUNFS_LOCK_SHARED && held == LUNFS_LOCK_MULTIWRITER);
+}
+
+int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, bool multiwriter,
+		      bool is_new)
+{
+	struct cluster *c = v->cl;
+	uint8_t want = !write ? LUNFS_LOCK_SHARED :
+		       multiwriter ? LUNFS_LOCK_MULTIWRITER : LUNFS_LOCK_EXCLUSIVE;
+	struct cl_ilock **pp, *l;
+	uint32_t holder = UINT32_MAX;
+	uint64_t addr;
+	bool fresh = false;
+	int err;
+
+	err = cl_lock_addr(v, im->ino, &addr);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	pp = cl_ilock_slot(c, im->ino);
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			return -ENOMEM;
+		}
+		(*pp)->ino = im->ino;
+	}
+	l = *pp;
+	if (!cl_mode_covers(l->mode, want)) {
+		/* Switching to or from multi-writer cannot be an upgrade in
+		 * lockd: an idle cached mode is dropped first. */
+		if ((l->mode == LUNFS_LOCK_MULTIWRITER || want == LUNFS_LOCK_MULTIWRITER) &&
+		    l->mode != LUNFS_LOCK_FREE && l->nread + l->nwrite + l->npending == 0) {
+			(void)lockd_unlock(v->ld, addr);
+			l->mode = LUNFS_LOCK_FREE;
+		}
+		fresh = l->mode == LUNFS_LOCK_FREE;
+		/* Pending: the release callback must not give the lock away
+		 * between lockd's grant and our count (it refuses while
+		 * pending). ilk_mu is not held across the wait, so our own
+		 * monitor keeps serving other hosts meanwhile. */
+		l->npending++;
+		pthread_mutex_unlock(&c->ilk_mu);
+		err = lockd_lock_wait(v->ld, addr, LUNFS_LOCK_KIND_INODE, im->ino, want,
+				      cluster_open_wait_ms(v), &holder);
+		pthread_mutex_lock(&c->ilk_mu);
+		l->npending--;
+		if (err == -EBUSY) {
+			char who[120], msg[256];
+
+			pthread_mutex_unlock(&c->ilk_mu);
+			cl_holder_name(v, holder, who, sizeof(who));
+			snprintf(msg, sizeof(msg), "inode %llu is open%s on %s: %s refused",
+				 (unsigned long long)im->ino,
+				 want == LUNFS_LOCK_SHARED ? " for write" : "", who,
+				 want == LUNFS_LOCK_SHARED ? "read-only open" : "open for write");
+			cluster_log(v, msg);
+			return err;
+		}
+		if (err < 0) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			return err;
+		}
+		if (!cl_mode_covers(l->mode, want)) {
+			l->mode = want;
+		}
+	}
+	if (write) {
+		l->nwrite++;
+	} else {
+		l->nread++;
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
+	if (fresh && !is_new) {
+		/* A lock we did not hold: what we cached of the inode may
+		 * predate another host's changes. */
+		err = cluster_inode_refresh(v, im);
+		if (err < 0) {
+			cluster_open_unlock(v, im->ino, write);
+		}
+	}
+	return err;
+}
+
+void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock *l;
+
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	if (l != NULL) {
+		if (write && l->nwrite > 0) {
+			l->nwrite--;
+		} else if (!write && l->nread > 0) {
+			l->nread--;
+		}
+	}
+	/* The lock stays cached: see above. */
+	pthread_mutex_unlock(&c->ilk_mu);
+}
+
+int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock **pp, *l;
+	uint32_t holder = UINT32_MAX;
+	uint64_t addr;
+	int err;
+
+	err = cl_lock_addr(v, ino, &addr);
+	if (err < 0) {
+		return err;
+	}
+	/* Another host may only cache the lock, with the file closed: so
+	 * ask for it rather than judge from the record. An idle holder
+	 * gives it up within an interval; one with the file open refuses. */
+	pthread_mutex_lock(&c->ilk_mu);
+	pp = cl_ilock_slot(c, ino);
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			return -ENOMEM;
+		}
+		(*pp)->ino = ino;
+	}
+	l = *pp;
+	if (l->mode == LUNFS_LOCK_EXCLUSIVE) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return 0;
+	}
+	if (l->mode == LUNFS_LOCK_MULTIWRITER && l->nread + l->nwrite + l->npending == 0) {
+		(void)lockd_unlock(v->ld, addr);
+		l->mode = LUNFS_LOCK_FREE;
+	}
+	l->npending++;
+	pthread_mutex_unlock(&c->ilk_mu);
+	err = lockd_lock_wait(v->ld, addr, LUNFS_LOCK_KIND_INODE, ino, LUNFS_LOCK_EXCLUSIVE,
+			      cluster_open_wait_ms(v), &holder);
+	pthread_mutex_lock(&c->ilk_mu);
+	l->npending--;
+	if (err == 0) {
+		l->mode = LUNFS_LOCK_EXCLUSIVE;
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
+	if (err == -EBUSY) {
+		char who[120], msg[256];
+
+		cl_holder_name(v, holder, who, sizeof(who));
+		snprintf(msg, sizeof(msg), "inode %llu is open on %s: not changed",
+			 (unsigned long long)ino, who);
+		cluster_log(v, msg);
+	}
+	return err;
+}
+
+/* EXCLUSIVE -> SHARED for an inode only read here. lockd has no
+ * downgrade, so it is an unlock and a shared grant; another host could
+ * take the lock exclusively in between, and then our read-only opens go
+ * on without a lock (logged): the price of not blocking the reader. */
+static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock *l;
+	int err;
+
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_flush_home(v->jnl);
+	pthread_mutex_unlock(&v->meta_lock);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	if (l == NULL || l->mode != LUNFS_LOCK_EXCLUSIVE || l->nwrite + l->npending > 0) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -EBUSY;  /* changed meanwhile: asked again next scan */
+	}
+	err = lockd_unlock(v->ld, lock_addr);
+	if (err == 0) {
+		l->mode = LUNFS_LOCK_FREE;
+		if (l->nread > 0) {
+			err = lockd_lock(v->ld, lock_addr, LUNFS_LOCK_KIND_INODE, ino, LUNFS_LOCK_SHARED, NULL);
+			if (err == 0) {
+				l->mode = LUNFS_LOCK_SHARED;
+			} else {
+				char msg[160];
+
+				snprintf(msg, sizeof(msg), "inode %llu: lost its lock while open read-only here (%s)",
+					 (unsigned long long)ino, strerror(-err));
+				cluster_log(v, msg);
+				err = 0;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
+	return err;
+}
+
+/* An inode lock another host wants. */
+static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_t wanted_mode)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock **pp, *l;
+	uint64_t ino = 0;
+	int err;
+
+	(void)wanted_mode;
+	/* The lock record sits in the slot's first sector. */
+	err = inode_ino_of_slot(v, lock_addr, &ino);
+	if (err < 0) {
+		return -EBUSY;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	if (l != NULL && wanted_mode == LUNFS_LOCK_SHARED && l->mode == LUNFS_LOCK_EXCLUSIVE &&
+	    l->nwrite == 0 && l->npending == 0) {
+		/* Only read-only opens here use a cached exclusive lock:
+		 * share it instead. Flushed first, like any hand-off. */
+		pthread_mutex_unlock(&c->ilk_mu);
+		return cluster_inode_downgrade(v, lock_addr, ino);
+	}
+	err = l != NULL && l->nread + l->nwrite + l->npending > 0 ? -EBUSY : 0;
+	pthread_mutex_unlock(&c->ilk_mu);
+	if (err < 0) {
+		return err;     /* in use by an open here: the requester gets EBUSY */
+	}
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_flush_home(v->jnl);
+	pthread_mutex_unlock(&v->meta_lock);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	pp = cl_ilock_slot(c, ino);
+	l = *pp;
+	if (l != NULL && l->nread + l->nwrite + l->npending > 0) {
+		err = -EBUSY;   /* opened again meanwhile */
+	} else {
+		err = lockd_unlock(v->ld, lock_addr);
+		if (l != NULL) {
+			*pp = l->next;
+			free(l);
+		}
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
+	return err;
+}
+
+uint32_t cluster_open_wait_ms(const struct lunfs_vol *v)
+{
+	const struct lockd_timeouts *to = lockd_timeouts(v->ld);
+	/* An idle holder answers within one interval; one in use never
+	 * does, and that answer (EBUSY) should not keep the opener long. */
+	uint64_t ns = 2 * to->interval_ns + to->io_deadline_ns;
+
+	return (uint32_t)(ns / NS_PER_MS);
+}
+
+int cluster_inode_refresh(struct lunfs_vol *v, struct inode_mem *im)
+{
+	int err;
+
+	pthread_mutex_lock(&v->meta_lock);
+	mc_drop_clean(v->mc);
+	err = inode_refresh(v, im);
+	pthread_mutex_unlock(&v->meta_lock);
+	return err;
+}
+
+static int cluster_release_cb(void *arg, uint64_t lock_addr, uint8_t wanted_mode)
+{
+	struct lunfs_vol *v = arg;
+	const struct lunfs_region *cr = &v->sb.regions[LUNFS_REGION_CLUSTER];
+	int err;
+
+	(void)wanted_mode;
+	if (lock_addr >= cr->offset && lock_addr < cr->offset + cr->length) {
+		uint64_t ci = (lock_addr - cr->offset) / v->sb.sector_size;
+
+		pthread_mutex_lock(&v->meta_lock);
+		err = jnl_flush_home(v->jnl);
+		if (err == 0) {
+			err = alloc_cluster_giveup(v->alloc, ci);
+		}
+		pthread_mutex_unlock(&v->meta_lock);
+		return err;
+	}
+	return cluster_inode_release(v, lock_addr, wanted_mode);
+}
+
+int cluster_attach(struct lunfs_vol *v)
+{
+	v->cl = calloc(1, sizeof(*v->cl));
+	if (v->cl == NULL) {
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&v->cl->ilk_mu, NULL);
+	if (v->opts.read_only) {
+		/* We cannot write a journal: recovering others, or handing
+		 * off locks that cover metadata, is the writers' job. */
+		return 0;
+	}
+	lockd_set_recover(v->ld, cluster_recover_cb, v);
+	lockd_set_release(v->ld, cluster_release_cb, v);
+	return 0;
+}
+
+void cluster_detach(struct lunfs_vol *v)
+{
+	/* Waits for a scan that is running a callback to finish. */
+	lockd_set_recover(v->ld, NULL, NULL);
+	lockd_set_release(v->ld, NULL, NULL);
+}
+
+void cluster_free(struct lunfs_vol *v)
+{
+	if (v->cl == NULL) {
+		return;
+	}
+	for (unsigned b = 0; b < CL_ILOCK_BUCKETS; b++) {
+		while (v->cl->tab[b] != NULL) {
+			struct cl_ilock *l = v->cl->tab[b];
+
+			v->cl->tab[b] = l->next;
+			free(l);
+		}
+	}
+	pthread_mutex_destroy(&v->cl->ilk_mu);
+	free(v->cl);
+	v->cl = NULL;
+}

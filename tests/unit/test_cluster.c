@@ -1,0 +1,476 @@
+/*
+ * Several hosts on one volume (fs/cluster.c, docs/DESIGN.md 5 and 6):
+ * every "host" is its own vol_mount over its own open of one image file
+ * on /dev/shm, with its own lockd, heartbeat and monitor threads on the
+ * real clock (short timing: hb 100 ms, io 300 ms, dead 1000 ms), so the
+ * hosts share nothing but the disk, as separate machines would. Each
+ * host's device sits under a fault layer so that a test can "crash" a
+ * host: every later I/O of it fails, and its teardown writes nothing.
+ *
+ * No timing assertions: waits poll for a state with a generous bound.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../fs/fs_internal.h"
+#include "lunfs/check.h"
+#include "lunfs/dev.h"
+#include "lunfs/fs.h"
+#include "lunfs/lockd.h"
+#include "lunfs/volume.h"
+
+#define KiB 1024ull
+#define MiB (1024ull * KiB)
+#define VOL_SIZE (256ull * MiB)
+#define FBS (64u * 1024u)
+#define WAIT_MAX_MS 20000u
+
+struct host {
+	struct lunfs_dev *dev;       /* the fault layer over our own open of the image */
+	struct lunfs_fault *fault;
+	struct lunfs_vol *v;
+	char name[16];
+};
+
+static char img_path[64];
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000l };
+
+	nanosleep(&ts, NULL);
+}
+
+static void img_create(void)
+{
+	struct lunfs_vol_create_opts co;
+	struct lunfs_dev *d = NULL;
+	int fd;
+
+	snprintf(img_path, sizeof(img_path), "/dev/shm/lunfs-test-cluster-XXXXXX");
+	fd = mkstemp(img_path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)VOL_SIZE), 0);
+	close(fd);
+	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
+	memset(&co, 0, sizeof(co));
+	co.layout.file_block_size = FBS;
+	co.layout.cluster_size = 4 * MiB;
+	co.layout.max_hosts = 4;
+	co.layout.journal_size = 2 * MiB;
+	co.layout.hb_interval_ms = 100;
+	co.layout.io_deadline_ms = 300;
+	co.layout.dead_timeout_ms = 1000;
+	co.label = "cluster";
+	ck_assert_int_eq(vol_create(d, &co, NULL, NULL, NULL), 0);
+	dev_close(d);
+}
+
+static void img_remove(void)
+{
+	if (img_path[0] != '\0') {
+		unlink(img_path);
+		img_path[0] = '\0';
+	}
+}
+
+static void host_mount(struct host *h, const char *name)
+{
+	struct lunfs_mount_opts mo;
+	struct lunfs_dev *d = NULL;
+	const char *why = NULL;
+	int err;
+
+	memset(h, 0, sizeof(*h));
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
+	ck_assert_int_eq(dev_fault_open(d, &h->dev, &h->fault), 0);
+	memset(&mo, 0, sizeof(mo));
+	mo.host_name = h->name;
+	mo.why = &why;
+	err = vol_mount(h->dev, &mo, &h->v);
+	ck_assert_msg(err == 0, "mount %s: %d (%s)", name, err, why ? why : "?");
+}
+
+static void host_unmount(struct host *h)
+{
+	if (h->v != NULL) {
+		ck_assert_int_eq(vol_unmount(h->v), 0);
+		h->v = NULL;
+	}
+	if (h->dev != NULL) {
+		dev_close(h->dev);
+		h->dev = NULL;
+	}
+}
+
+/* Power off: from now on nothing this host does reaches the disk, then
+ * its memory is torn down. Its slot stops being renewed. */
+static void host_crash(struct host *h)
+{
+	dev_fault_fail_nth(h->fault, LUNFS_FAULT_ALL, 1, -EIO, true);
+	if (h->v != NULL) {
+		(void)vol_unmount(h->v);
+		h->v = NULL;
+	}
+	dev_close(h->dev);
+	h->dev = NULL;
+}
+
+/* Test teardown that never asserts (a failed test still cleans up). */
+static void host_drop(struct host *h)
+{
+	if (h->v != NULL) {
+		(void)vol_unmount(h->v);
+		h->v = NULL;
+	}
+	if (h->dev != NULL) {
+		dev_close(h->dev);
+		h->dev = NULL;
+	}
+}
+
+static void check_clean(const char *ctx)
+{
+	struct check_opts o = { .repair = false, .live_wait_max_ms = 1 };
+	struct check_result res;
+	struct lunfs_dev *d = NULL;
+	const char *why = NULL;
+	uint64_t problems = 0;
+	int err;
+
+	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
+	memset(&res, 0, sizeof(res));
+	err = check_run(d, &o, &res, &why);
+	dev_close(d);
+	ck_assert_msg(err == 0, "%s: check_run %d (%s)", ctx, err, why ? why : "?");
+	for (int pb = 0; pb < CHECK_PB_COUNT; pb++) {
+		problems += res.found[pb];
+		if (res.found[pb] != 0) {
+			fprintf(stderr, "%s: %" PRIu64 " x %s\n", ctx, res.found[pb], check_pb_name(pb));
+		}
+	}
+	ck_assert_msg(problems == 0, "%s: %" PRIu64 " problems", ctx, problems);
+	ck_assert_int_eq(res.journals_pending, 0);
+}
+
+static const struct lunfs_cred cred = { .uid = 0, .gid = 0, .umask = 022 };
+
+static void fill(uint8_t *buf, size_t len, uint32_t seed)
+{
+	for (size_t i = 0; i < len; i++) {
+		buf[i] = (uint8_t)((i * 131u + seed * 7u) >> 3);
+	}
+}
+
+/* Create `name` in the root and write len bytes of pattern seed. */
+static uint64_t file_make(struct host *h, const char *name, size_t len, uint32_t seed)
+{
+	struct lunfs_attr a;
+	struct lunfs_fh *fh = NULL;
+	uint8_t *buf = malloc(len);
+
+	ck_assert_ptr_nonnull(buf);
+	fill(buf, len, seed);
+	ck_assert_int_eq(fsop_create(h->v, &cred, vol_root_ino(h->v), name, 0644, O_RDWR, &a, &fh), 0);
+	ck_assert_int_eq(fsop_write(h->v, fh, buf, len, 0), (ssize_t)len);
+	ck_assert_int_eq(fsop_release(h->v, fh), 0);
+	fsop_forget(h->v, a.ino, 1);
+	free(buf);
+	return a.ino;
+}
+
+static void file_append(struct host *h, uint64_t ino, size_t len, uint32_t seed)
+{
+	struct lunfs_attr a;
+	struct lunfs_fh *fh = NULL;
+	uint8_t *buf = malloc(len);
+
+	ck_assert_ptr_nonnull(buf);
+	fill(buf, len, seed);
+	ck_assert_int_eq(fsop_getattr(h->v, ino, &a), 0);
+	ck_assert_int_eq(fsop_open(h->v, ino, O_RDWR, &fh), 0);
+	ck_assert_int_eq(fsop_write(h->v, fh, buf, len, a.size), (ssize_t)len);
+	ck_assert_int_eq(fsop_release(h->v, fh), 0);
+	free(buf);
+}
+
+static void file_expect(struct host *h, uint64_t ino, uint64_t off, size_t len, uint32_t seed)
+{
+	struct lunfs_fh *fh = NULL;
+	uint8_t *want = malloc(len), *got = malloc(len);
+
+	ck_assert_ptr_nonnull(want);
+	ck_assert_ptr_nonnull(got);
+	fill(want, len, seed);
+	ck_assert_int_eq(fsop_open(h->v, ino, O_RDONLY, &fh), 0);
+	ck_assert_int_eq(fsop_read(h->v, fh, got, len, off), (ssize_t)len);
+	ck_assert_int_eq(fsop_release(h->v, fh), 0);
+	ck_assert_msg(memcmp(want, got, len) == 0, "%s: bytes of ino %" PRIu64 " differ", h->name, ino);
+	free(want);
+	free(got);
+}
+
+static uint64_t lookup_ino(struct host *h, const char *name)
+{
+	struct lunfs_attr a;
+
+	ck_assert_int_eq(fsop_lookup(h->v, vol_root_ino(h->v), name, &a), 0);
+	fsop_forget(h->v, a.ino, 1);
+	return a.ino;
+}
+
+/* Poll until `slot` is FREE as `obs` sees it (the recovery finished). */
+static bool wait_slot_free(struct host *obs, uint32_t slot)
+{
+	for (unsigned ms = 0; ms < WAIT_MAX_MS; ms += 20) {
+		if (lockd_host_state(obs->v->ld, slot, NULL) == LOCKD_HOST_FREE) {
+			return true;
+		}
+		sleep_ms(20);
+	}
+	return false;
+}
+
+static void setup(void)
+{
+	img_create();
+}
+
+static void teardown(void)
+{
+	img_remove();
+}
+
+/* ---- increment 1: cluster hand-off and recovery ------------------------------ */
+
+/* A writes two files; B (mounted later) truncates one of them, which
+ * frees blocks in A's clusters: A must hand them over. Then both keep
+ * allocating, alternately; A's allocator has lost its current clusters
+ * and must pick others. The bitmaps stay consistent. */
+START_TEST(test_cluster_handoff)
+{
+	struct host a, b;
+	uint64_t fa, fb;
+	struct lunfs_setattr sa = { .valid = LUNFS_SET_SIZE, .size = 0 };
+	struct lunfs_attr at;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	fa = file_make(&a, "fa", 1 * MiB, 1);
+	fb = file_make(&a, "fb", 2 * MiB, 2);
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	host_mount(&b, "b");
+	ck_assert_uint_eq(lookup_ino(&b, "fb"), fb);
+	file_expect(&b, fb, 0, 2 * MiB, 2);
+	/* fb's blocks and map nodes lie in clusters A holds. */
+	ck_assert_int_eq(fsop_setattr(b.v, fb, &sa, &at), 0);
+	ck_assert_uint_eq(at.size, 0);
+	for (unsigned round = 0; round < 4; round++) {
+		file_append(&b, fb, 256 * KiB, 10 + round);
+		file_append(&a, fa, 256 * KiB, 20 + round);
+	}
+	file_expect(&a, fa, 0, 1 * MiB, 1);
+	file_expect(&a, fa, 1 * MiB + 3 * 256 * KiB, 256 * KiB, 23);
+	file_expect(&b, fb, 3 * 256 * KiB, 256 * KiB, 13);
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	ck_assert_int_eq(fsop_syncfs(b.v), 0);
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("handoff");
+}
+END_TEST
+
+/* A unlinks a file it has open (an orphan), then crashes with metadata
+ * in its journal. B's monitor finds A dead, replays A's journal, reclaims
+ * the orphan and frees A's slot; fsck is clean and A's other file reads
+ * back on B. */
+START_TEST(test_cluster_recover)
+{
+	struct host a, b;
+	struct lunfs_fh *fh = NULL;
+	struct lunfs_attr at;
+	uint64_t keep, victim;
+	uint32_t aslot;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	aslot = a.v->slot;
+	keep = file_make(&a, "keep", 512 * KiB, 5);
+	victim = file_make(&a, "victim", 1 * MiB, 6);
+	ck_assert_int_eq(fsop_open(a.v, victim, O_RDWR, &fh), 0);
+	ck_assert_int_eq(fsop_unlink(a.v, vol_root_ino(a.v), "victim"), 0);
+	/* Durable in A's journal (a commit writes home too, so nothing is
+	 * only in the journal afterwards: the replay then changes nothing,
+	 * which is also a case to cover). */
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	(void)at;
+	host_crash(&a);
+	ck_assert_msg(wait_slot_free(&b, aslot), "slot %u was not recovered", aslot);
+	/* B caches nothing of A's files yet: what it reads now is the disk. */
+	mc_drop_clean(b.v->mc);
+	ck_assert_uint_eq(lookup_ino(&b, "keep"), keep);
+	file_expect(&b, keep, 0, 512 * KiB, 5);
+	host_unmount(&b);
+	check_clean("recover");
+	host_drop(&a);
+}
+END_TEST
+
+/* ---- increment 2: VMFS open semantics ------------------------------------------ */
+
+/* Write-open on A excludes a write-open on B (EBUSY) and B's unlink and
+ * truncate; read-only opens share; after A closes, B opens for write and
+ * reads exactly A's bytes (cold migration). */
+START_TEST(test_cluster_open_excl)
+{
+	struct host a, b;
+	struct lunfs_fh *fa = NULL, *fb = NULL, *ra = NULL, *rb = NULL;
+	struct lunfs_setattr sa = { .valid = LUNFS_SET_SIZE, .size = 0 };
+	struct lunfs_attr at;
+	uint64_t img, base;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	img = file_make(&a, "vm1.img", 1 * MiB, 7);
+	base = file_make(&a, "base.img", 256 * KiB, 8);
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	host_mount(&b, "b");
+	ck_assert_uint_eq(lookup_ino(&b, "vm1.img"), img);
+
+	ck_assert_int_eq(fsop_open(a.v, img, O_RDWR, &fa), 0);
+	ck_assert_int_eq(fsop_open(b.v, img, O_RDWR, &fb), -EBUSY);
+	ck_assert_int_eq(fsop_open(b.v, img, O_RDONLY, &fb), -EBUSY);
+	ck_assert_int_eq(fsop_unlink(b.v, vol_root_ino(b.v), "vm1.img"), -EBUSY);
+	ck_assert_int_eq(fsop_setattr(b.v, img, &sa, &at), -EBUSY);
+	file_append(&a, img, 128 * KiB, 9);
+	ck_assert_int_eq(fsop_release(a.v, fa), 0);
+
+	/* Read-only sharing of a base image. */
+	ck_assert_int_eq(fsop_open(a.v, base, O_RDONLY, &ra), 0);
+	ck_assert_int_eq(fsop_open(b.v, base, O_RDONLY, &rb), 0);
+	ck_assert_int_eq(fsop_open(b.v, base, O_RDWR, &fb), -EBUSY);
+	ck_assert_int_eq(fsop_release(a.v, ra), 0);
+	ck_assert_int_eq(fsop_release(b.v, rb), 0);
+
+	/* Cold migration: A closed; B opens for write and sees A's bytes. */
+	ck_assert_int_eq(fsop_open(b.v, img, O_RDWR, &fb), 0);
+	ck_assert_int_eq(fsop_getattr(b.v, img, &at), 0);
+	ck_assert_uint_eq(at.size, 1 * MiB + 128 * KiB);
+	ck_assert_int_eq(fsop_release(b.v, fb), 0);
+	file_expect(&b, img, 0, 1 * MiB, 7);
+	file_expect(&b, img, 1 * MiB, 128 * KiB, 9);
+	/* And now A is the one refused while B writes. */
+	ck_assert_int_eq(fsop_open(b.v, img, O_WRONLY, &fb), 0);
+	ck_assert_int_eq(fsop_open(a.v, img, O_WRONLY, &fa), -EBUSY);
+	ck_assert_int_eq(fsop_release(b.v, fb), 0);
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("open_excl");
+}
+END_TEST
+
+/* A multi-writer file is written from two hosts at once, in place; a
+ * write that would allocate is refused. */
+START_TEST(test_cluster_multiwriter)
+{
+	struct host a, b;
+	struct lunfs_fh *fa = NULL, *fb = NULL;
+	uint64_t ino;
+	uint8_t buf[4096];
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	ino = file_make(&a, "shared.disk", 1 * MiB, 3);
+	ck_assert_int_eq(fsop_setxattr(a.v, ino, "user.lunfs.multiwriter", "1", 1, 0), 0);
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	host_mount(&b, "b");
+	ck_assert_int_eq(fsop_open(a.v, ino, O_RDWR, &fa), 0);
+	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), 0);
+	ck_assert(fsop_fh_direct(fa));
+	memset(buf, 0xaa, sizeof(buf));
+	ck_assert_int_eq(fsop_write(a.v, fa, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	memset(buf, 0xbb, sizeof(buf));
+	ck_assert_int_eq(fsop_write(b.v, fb, buf, sizeof(buf), 512 * KiB), (ssize_t)sizeof(buf));
+	ck_assert_int_eq(fsop_write(b.v, fb, buf, sizeof(buf), 1 * MiB), -EINVAL);
+	ck_assert_int_eq(fsop_read(a.v, fa, buf, sizeof(buf), 512 * KiB), (ssize_t)sizeof(buf));
+	ck_assert_uint_eq(buf[0], 0xbb);
+	ck_assert_int_eq(fsop_release(a.v, fa), 0);
+	ck_assert_int_eq(fsop_release(b.v, fb), 0);
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("multiwriter");
+}
+END_TEST
+
+/* A crashes with a file open for write; once B has recovered A, B opens
+ * it for write. */
+START_TEST(test_cluster_takeover)
+{
+	struct host a, b;
+	struct lunfs_fh *fa = NULL, *fb = NULL;
+	uint64_t ino;
+	uint32_t aslot;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	aslot = a.v->slot;
+	ino = file_make(&a, "vm2.img", 512 * KiB, 4);
+	ck_assert_int_eq(fsop_open(a.v, ino, O_RDWR, &fa), 0);
+	ck_assert_int_eq(fsop_syncfs(a.v), 0);
+	mc_drop_clean(b.v->mc);
+	ck_assert_uint_eq(lookup_ino(&b, "vm2.img"), ino);
+	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), -EBUSY);
+	host_crash(&a);
+	ck_assert_msg(wait_slot_free(&b, aslot), "slot %u was not recovered", aslot);
+	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), 0);
+	file_expect(&b, ino, 0, 512 * KiB, 4);
+	ck_assert_int_eq(fsop_release(b.v, fb), 0);
+	host_unmount(&b);
+	check_clean("takeover");
+	host_drop(&a);
+}
+END_TEST
+
+static Suite *cluster_suite(void)
+{
+	Suite *s = suite_create("cluster");
+	TCase *tc = tcase_create("increment1");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_cluster_handoff);
+	tcase_add_test(tc, test_cluster_recover);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("increment2");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_cluster_open_excl);
+	tcase_add_test(tc, test_cluster_multiwriter);
+	tcase_add_test(tc, test_cluster_takeover);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(cluster_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
