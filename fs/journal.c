@@ -66,6 +66,7 @@
 #include <time.h>
 
 #include "fs_internal.h"
+#include "lunfs/lockd.h"
 #include "lunfs/crc32c.h"
 #include "lunfs/journal.h"
 
@@ -687,6 +688,15 @@ static int jnl_commit(struct jnl *j)
 	if (j->tx_n == 0) {
 		j->tx_order_data = false;
 		return 0;
+	}
+	/* Self-fencing: a host whose lease has lapsed, or whose slot was
+	 * taken over while it was frozen, writes no metadata: the journal
+	 * aborts and the mount answers EIO (DESIGN 5.5). */
+	if (j->v != NULL && j->v->ld != NULL) {
+		err = lockd_check_lease(j->v->ld);
+		if (err < 0) {
+			goto out_abort;
+		}
 	}
 	ndesc = jnl_div_up(j->tx_n, LUNFS_JTAGS_PER_DESC);
 	npayload = jnl_div_up(j->tx_bytes, JBLK);
