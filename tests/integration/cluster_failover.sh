@@ -1,0 +1,112 @@
+#!/bin/bash
+# Dead and frozen hosts, on a farm of three real FUSE mounts of one image.
+#
+# 1. kill -9 of h1 while it creates files and holds a VM image open for
+#    write: right after the crash the image is still locked (nobody may take
+#    h1's locks before its dead timeout); within the dead timeout + 5 s a
+#    survivor has recovered h1 (its slot is no longer live at its
+#    generation); the image opens for write on h2 with h1's bytes; h2 and h3
+#    agree on what h1 created, and can go on using the directory; fsck clean.
+# 2. SIGSTOP of h1 while it writes a file, past the dead timeout: a survivor
+#    recovers it, h2 takes the file over and rewrites it; then SIGCONT: h1
+#    must fence itself (not live at its old generation; no fsync of its old
+#    handle succeeds) and nothing it does after waking changes h2's bytes;
+#    every host unmounts and fsck is clean.
+# The farm is torn down by the cleanup, also when a check fails.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/mount_lib.sh"
+. "$(dirname "$0")/cluster/farm_lib.sh"
+mnt_require_fuse
+
+dead_s=$((FARM_DEAD / 1000))
+sum_of() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
+sum_rw() {
+	python3 -c 'import hashlib, sys
+with open(sys.argv[1], "r+b") as f:
+    print(hashlib.sha256(f.read()).hexdigest())' "$1" 2>/dev/null
+}
+
+# ================= 1. kill -9 in the middle of metadata work ===========================
+img="$T/vol.img"
+check "mkfs with farm timing" farm_mkfs "$img" 16G
+check "farm of 3 hosts starts" farm_up 3 "$img"
+
+dd if=/dev/urandom of="$F/h1/vm1.img" bs=1M count=4 status=none
+sync "$F/h1/vm1.img"
+sum1="$(sum_of "$F/h1/vm1.img")"
+mkdir "$F/h1/work"
+check "h1 holds vm1.img open for write" hold rw "$F/h1/vm1.img" HV
+# h1's metadata work: create files until it dies (a file's content is its
+# name), about 200 a second so that the volume does not fill up.
+bg_start CREATOR bash -c 'exec 2>/dev/null; i=0; while :; do echo "f-$i" >"$1/f-$i" || exit 0; i=$((i + 1)); sleep 0.005; done' _ "$F/h1/work"
+sleep 1.5
+gen1="$(host_gen "$img" h1)"
+check "h1 is live (generation ${gen1:-?}) and has created files" test -n "$gen1" -a -e "$F/h1/work/f-10"
+check "kill -9 h1 in the middle of its creates" "$FARM" kill "$F" h1
+bg_stop "$CREATOR"   # h1's processes die with it
+bg_stop "$HV"
+check "right after the crash, h2 may not open vm1.img for write yet (EBUSY)" \
+	test "$(timeout 10 python3 "$(dirname "$0")/cluster/cluster.py" tryopen "$F/h2/vm1.img" rw)" = EBUSY
+secs="$(cl waitgone "$img" h1 "${gen1:-0}" $((dead_s + 5)))"
+check "a survivor recovers h1 within its dead timeout + 5 s (${secs})" test "${secs%%.*}" -le $((dead_s + 5)) 2>/dev/null
+"$FARM" status "$F" | sed 's/^/# /'
+check "h2 opens the dead host's vm1.img for write and reads h1's bytes" same "$(sum_rw "$F/h2/vm1.img")" "$sum1"
+cl tree "$F/h2/work" >"$T/work.h2" 2>&1
+cl tree "$F/h3/work" >"$T/work.h3" 2>&1
+check "h2 and h3 agree on what h1 created ($(wc -l <"$T/work.h2") files)" cmp -s "$T/work.h2" "$T/work.h3"
+check "every file h1 created reads back whole on h3" bash -c '
+	n=0; for f in "$1"/f-*; do [[ $(cat "$f") == "${f##*/}" ]] || exit 1; n=$((n + 1)); done; ((n > 0))' _ "$F/h3/work"
+check "h2 creates in h1's directory after the recovery" bash -c 'echo after >"$1/after-h2"' _ "$F/h2/work"
+check "h3 sees it" test -e "$F/h3/work/after-h2"
+check "the survivors unmount cleanly" farm_down
+check "fsck is clean after the crash and recovery" fsck_clean "$img"
+
+# ================= 2. SIGSTOP past the timeout, then SIGCONT ===========================
+img="$T/vol2.img"
+check "mkfs (second volume)" farm_mkfs "$img" 16G
+check "farm of 3 hosts starts again" farm_up 3 "$img"
+dd if=/dev/urandom of="$F/h1/frozen.img" bs=1M count=4 status=none
+sync "$F/h1/frozen.img"
+bg_start WRITER python3 "$(dirname "$0")/cluster/cluster.py" writer "$F/h1/frozen.img" "$T/writer.log"
+sleep 1
+check "h1's writer writes and fsyncs" grep -q ' fsync [0-9]* ok' "$T/writer.log"
+gen1="$(host_gen "$img" h1)"
+check "freeze h1 (SIGSTOP) while it writes" "$FARM" freeze "$F" h1
+secs="$(cl waitgone "$img" h1 "${gen1:-0}" $((dead_s + 5)))"
+check "a survivor recovers the frozen h1 within its dead timeout + 5 s (${secs})" \
+	test "${secs%%.*}" -le $((dead_s + 5)) 2>/dev/null
+check "h2 takes frozen.img over for write" hold rw "$F/h2/frozen.img" H2
+python3 -c 'import os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+os.pwrite(fd, b"\x22" * (4 << 20), 0)
+os.fsync(fd)
+os.close(fd)' "$F/h2/frozen.img" 2>/dev/null
+sumB="$(sum_of "$F/h2/frozen.img")"
+check "h2 rewrote it" same "$sumB" "$(head -c $((4 << 20)) /dev/zero | tr '\0' '\042' | sha256sum | cut -d' ' -f1)"
+thaw_t="$(date +%s.%N)"
+check "thaw h1 (SIGCONT)" "$FARM" thaw "$F" h1
+sleep 3   # h1 wakes, finds its slot taken, fences; its writer keeps trying
+bg_stop "$WRITER"
+cl hosts "$img" h1 | sed 's/^/# hosts after the thaw: /'
+check "h1 is no longer live at its old generation $gen1" bash -c '
+	! python3 "$1" hosts "$2" h1 | awk -v g="$3" '\''$5 == g && ($3 == "live" || $3 == "recovering")'\'' | grep -q .' _ \
+	"$(dirname "$0")/cluster/cluster.py" "$img" "$gen1"
+awk -v t="$thaw_t" '$1 > t' "$T/writer.log" >"$T/writer.after"
+echo "# h1's writer after waking: $(awk '{ n[$2 " " $4]++ } END { for (k in n) printf "%s=%d ", k, n[k] }' "$T/writer.after")"
+check "h1's old handle: no fsync succeeds after it wakes" bash -c '! grep -q " fsync [0-9]* ok" "$1"' _ "$T/writer.after"
+check "h1's old handle: its writes fail after it wakes (EIO or another error)" \
+	bash -c 'grep -q " write [0-9]* E" "$1"' _ "$T/writer.after"
+bg_stop "$H2"
+check "h2's bytes are intact after h1 woke (read on h2)" same "$(sum_of "$F/h2/frozen.img")" "$sumB"
+check "h2's bytes are intact after h1 woke (read on h3)" same "$(sum_of "$F/h3/frozen.img")" "$sumB"
+if timeout 10 ls "$F/h1" >/dev/null 2>&1; then
+	echo "# h1 serves its mount again after fencing ($(cl hosts "$img" h1 | tr '\n' ' '))"
+else
+	echo "# h1's mount does not answer after fencing"
+fi
+check "every host (h1 fenced) unmounts cleanly" farm_down
+check "fsck is clean after the freeze" fsck_clean "$img"
+check "a fresh mount of the volume works" mnt_up "$img" "$T/verify" -o host=verify
+check "the image still holds h2's bytes after a fresh mount" same "$(sum_of "$T/verify/frozen.img")" "$sumB"
+check "the fresh mount unmounts" mnt_down "$T/verify"
+finish
