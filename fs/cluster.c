@@ -39,13 +39,39 @@
  * and unlocks. The allocator copes with losing a cluster between any two
  * calls: it simply picks again.
  *
+ * Invariant: a host's journal ring never holds an image of metadata whose
+ * lock it has given up. Every release of a lock that covers metadata (a
+ * cluster, an inode, a directory) runs jnl_flush_home first, and flushes
+ * the WHOLE journal, not just what the lock covers: so anything another
+ * host can reach only through a lock we held (a new inode behind a name in
+ * a directory we held, say) is home before it can be read.
+ *
+ * Coherence of directories and attributes (DESIGN 6): the same inode lock
+ * record covers an inode's record, its map and, for a directory, its
+ * entries. Namespace operations take it EXCLUSIVE (cluster_use), lookups,
+ * readdir and getattr of a directory SHARED; a file's attributes are read
+ * under whatever we hold, else straight from the disk (a writer's lock is
+ * held for as long as its VM runs, and stat must not wait for that). A
+ * lock granted to us that we did not hold is `stale`: the first user drops
+ * the clean metadata cache and re-reads the record (cluster_refreshed
+ * clears it). Uses (nuse) pin the lock for one operation: a request from
+ * another host while it is in use sets `wanted`, which makes new local
+ * users wait, so the next scan finds it idle and hands it over (without
+ * that a busy host would starve the other). When we hand a lock over we
+ * tell the kernel to drop what it cached of the inode (vol.inval_fn).
+ *
  * Lock order: lockd act_mu (callbacks) < vol.meta_lock < alloc.mu < lockd
- * lock_mu < icache/mcache.
+ * lock_mu < icache/mcache. cluster_use waits for other hosts and is called
+ * WITHOUT meta_lock: our monitor's release callback needs meta_lock, and
+ * two hosts each holding it while waiting for the other would only part by
+ * timeout. Across hosts: directory locks in ino order, then other inode
+ * locks in ino order (fsops.c sorts them).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "fs_internal.h"
 #include "lunfs/journal.h"
@@ -238,13 +264,21 @@ struct cl_ilock {
 	uint64_t ino;
 	uint32_t nread, nwrite;
 	uint32_t npending;           /* opens waiting in lockd for this lock */
+	uint32_t nuse;               /* operations using it now (cluster_use) */
+	uint32_t nwait;              /* threads in cl_wait_wanted: keep l allocated */
 	uint8_t mode;                /* lockd mode held, LUNFS_LOCK_FREE = none */
+	bool stale;                  /* granted, our cached copy not yet re-read */
+	bool wanted;                 /* another host asked while in use */
 	struct cl_ilock *next;
 };
 
 struct cluster {
 	pthread_mutex_t ilk_mu;
+	pthread_cond_t ilk_cv;       /* nuse reached 0, or wanted was cleared */
 	struct cl_ilock *tab[CL_ILOCK_BUCKETS];
+	pthread_mutex_t inval_mu;    /* inval_fn/arg; held across the call */
+	void (*inval_fn)(void *arg, uint64_t ino);
+	void *inval_arg;
 };
 
 static struct cl_ilock **cl_ilock_slot(struct cluster *c, uint64_t ino)
@@ -319,7 +353,7 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 		/* Switching to or from multi-writer cannot be an upgrade in
 		 * lockd: an idle cached mode is dropped first. */
 		if ((l->mode == LUNFS_LOCK_MULTIWRITER || want == LUNFS_LOCK_MULTIWRITER) &&
-		    l->mode != LUNFS_LOCK_FREE && l->nread + l->nwrite + l->npending == 0) {
+		    l->mode != LUNFS_LOCK_FREE && l->nread + l->nwrite + l->npending + l->nuse == 0) {
 			(void)lockd_unlock(v->ld, addr);
 			l->mode = LUNFS_LOCK_FREE;
 		}
@@ -359,6 +393,10 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 	} else {
 		l->nread++;
 	}
+	fresh = fresh || l->stale;
+	if (is_new) {
+		l->stale = false;
+	}
 	pthread_mutex_unlock(&c->ilk_mu);
 	if (fresh && !is_new) {
 		/* A lock we did not hold: what we cached of the inode may
@@ -366,6 +404,8 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 		err = cluster_inode_refresh(v, im);
 		if (err < 0) {
 			cluster_open_unlock(v, im->ino, write);
+		} else {
+			cluster_refreshed(v, im->ino);
 		}
 	}
 	return err;
@@ -419,7 +459,7 @@ int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
 		pthread_mutex_unlock(&c->ilk_mu);
 		return 0;
 	}
-	if (l->mode == LUNFS_LOCK_MULTIWRITER && l->nread + l->nwrite + l->npending == 0) {
+	if (l->mode == LUNFS_LOCK_MULTIWRITER && l->nread + l->nwrite + l->npending + l->nuse == 0) {
 		(void)lockd_unlock(v->ld, addr);
 		l->mode = LUNFS_LOCK_FREE;
 	}
@@ -430,6 +470,9 @@ int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
 	pthread_mutex_lock(&c->ilk_mu);
 	l->npending--;
 	if (err == 0) {
+		if (l->mode == LUNFS_LOCK_FREE) {
+			l->stale = true;
+		}
 		l->mode = LUNFS_LOCK_EXCLUSIVE;
 	}
 	pthread_mutex_unlock(&c->ilk_mu);
@@ -444,10 +487,41 @@ int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
 	return err;
 }
 
+/* Tell the kernel to forget what it cached of ino (names, attributes,
+ * pages): the lock that covered it is going to another host. */
+static void cluster_inval(struct lunfs_vol *v, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+
+	pthread_mutex_lock(&c->inval_mu);
+	if (c->inval_fn != NULL) {
+		c->inval_fn(c->inval_arg, ino);
+	}
+	pthread_mutex_unlock(&c->inval_mu);
+}
+
+void cluster_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), void *arg)
+{
+	struct cluster *c = v->cl;
+
+	pthread_mutex_lock(&c->inval_mu);
+	c->inval_fn = fn;
+	c->inval_arg = arg;
+	pthread_mutex_unlock(&c->inval_mu);
+}
+
+/* Is l in use by anything on this host (opens, waiting opens, operations)? */
+static bool cl_busy(const struct cl_ilock *l)
+{
+	return l != NULL && l->nread + l->nwrite + l->npending + l->nuse > 0;
+}
+
 /* EXCLUSIVE -> SHARED for an inode only read here. lockd has no
  * downgrade, so it is an unlock and a shared grant; another host could
  * take the lock exclusively in between, and then our read-only opens go
- * on without a lock (logged): the price of not blocking the reader. */
+ * on without a lock (logged): the price of not blocking the reader. The
+ * re-granted lock is stale (the other host may have changed the inode in
+ * between). */
 static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint64_t ino)
 {
 	struct cluster *c = v->cl;
@@ -462,7 +536,7 @@ static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint
 	}
 	pthread_mutex_lock(&c->ilk_mu);
 	l = *cl_ilock_slot(c, ino);
-	if (l == NULL || l->mode != LUNFS_LOCK_EXCLUSIVE || l->nwrite + l->npending > 0) {
+	if (l == NULL || l->mode != LUNFS_LOCK_EXCLUSIVE || l->nwrite + l->npending + l->nuse > 0) {
 		pthread_mutex_unlock(&c->ilk_mu);
 		return -EBUSY;  /* changed meanwhile: asked again next scan */
 	}
@@ -473,6 +547,7 @@ static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint
 			err = lockd_lock(v->ld, lock_addr, LUNFS_LOCK_KIND_INODE, ino, LUNFS_LOCK_SHARED, NULL);
 			if (err == 0) {
 				l->mode = LUNFS_LOCK_SHARED;
+				l->stale = true;
 			} else {
 				char msg[160];
 
@@ -484,10 +559,22 @@ static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint
 		}
 	}
 	pthread_mutex_unlock(&c->ilk_mu);
+	if (err == 0) {
+		cluster_inval(v, ino);
+	}
 	return err;
 }
 
-/* An inode lock another host wants. */
+/* An inode lock another host wants.
+ *
+ *   open here (read or write)      refuse: VMFS, the requester gets EBUSY
+ *                                  (or a downgrade for a SHARED request
+ *                                  when we only read)
+ *   in use by an operation         mark wanted, refuse: new local users
+ *                                  wait, the next scan finds it idle
+ *   idle                           flush the journal home, unlock, drop
+ *                                  the kernel's cached copy
+ */
 static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_t wanted_mode)
 {
 	struct cluster *c = v->cl;
@@ -495,7 +582,6 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	uint64_t ino = 0;
 	int err;
 
-	(void)wanted_mode;
 	/* The lock record sits in the slot's first sector. */
 	err = inode_ino_of_slot(v, lock_addr, &ino);
 	if (err < 0) {
@@ -504,37 +590,217 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	pthread_mutex_lock(&c->ilk_mu);
 	l = *cl_ilock_slot(c, ino);
 	if (l != NULL && wanted_mode == LUNFS_LOCK_SHARED && l->mode == LUNFS_LOCK_EXCLUSIVE &&
-	    l->nwrite == 0 && l->npending == 0) {
+	    l->nwrite == 0 && l->npending == 0 && l->nread > 0) {
 		/* Only read-only opens here use a cached exclusive lock:
 		 * share it instead. Flushed first, like any hand-off. */
+		if (l->nuse > 0) {
+			l->wanted = true;
+			pthread_mutex_unlock(&c->ilk_mu);
+			return -EBUSY;
+		}
 		pthread_mutex_unlock(&c->ilk_mu);
 		return cluster_inode_downgrade(v, lock_addr, ino);
 	}
-	err = l != NULL && l->nread + l->nwrite + l->npending > 0 ? -EBUSY : 0;
-	pthread_mutex_unlock(&c->ilk_mu);
-	if (err < 0) {
-		return err;     /* in use by an open here: the requester gets EBUSY */
+	if (l != NULL && l->nread + l->nwrite + l->npending > 0) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -EBUSY;  /* in use by an open here: the requester gets EBUSY */
 	}
+	if (l != NULL && l->nuse > 0) {
+		l->wanted = true;
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -EBUSY;  /* asked again at the next scan */
+	}
+	if (l != NULL) {
+		/* Keeps new local users out while we flush and unlock. */
+		l->wanted = true;
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
 	pthread_mutex_lock(&v->meta_lock);
 	err = jnl_flush_home(v->jnl);
 	pthread_mutex_unlock(&v->meta_lock);
+	pthread_mutex_lock(&c->ilk_mu);
+	pp = cl_ilock_slot(c, ino);
+	l = *pp;
+	if (err < 0) {
+		/* Keep the lock: what it covers may not be home. */
+	} else if (cl_busy(l)) {
+		err = -EBUSY;   /* opened again meanwhile */
+	} else {
+		err = lockd_unlock(v->ld, lock_addr);
+		if (l != NULL && err == 0) {
+			l->mode = LUNFS_LOCK_FREE;
+			l->stale = false;
+			if (l->nwait == 0) {
+				*pp = l->next;
+				free(l);
+				l = NULL;
+			}
+		}
+	}
+	if (l != NULL) {
+		l->wanted = false;
+	}
+	pthread_cond_broadcast(&c->ilk_cv);
+	pthread_mutex_unlock(&c->ilk_mu);
+	if (err == 0) {
+		cluster_inval(v, ino);
+	}
+	return err;
+}
+
+/* ---- uses: coherence of namespace operations and attributes --------------- */
+
+/* Wait while a hand-off of l is under way (wanted), at most about two
+ * intervals: if the requester gave up meanwhile nobody would clear it. */
+static void cl_wait_wanted(struct lunfs_vol *v, struct cl_ilock *l)
+{
+	struct cluster *c = v->cl;
+	const struct lockd_timeouts *to = lockd_timeouts(v->ld);
+	struct timespec ts;
+	uint64_t ns = 2 * to->interval_ns + to->io_deadline_ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ns += (uint64_t)ts.tv_nsec;
+	ts.tv_sec += (time_t)(ns / 1000000000ull);
+	ts.tv_nsec = (long)(ns % 1000000000ull);
+	l->nwait++;
+	while (l->wanted) {
+		if (pthread_cond_timedwait(&c->ilk_cv, &c->ilk_mu, &ts) == ETIMEDOUT) {
+			l->wanted = false;
+			break;
+		}
+	}
+	l->nwait--;
+}
+
+int cluster_use(struct lunfs_vol *v, uint64_t ino, bool excl, bool wait)
+{
+	struct cluster *c = v->cl;
+	uint8_t want = excl ? LUNFS_LOCK_EXCLUSIVE : LUNFS_LOCK_SHARED;
+	struct cl_ilock **pp, *l;
+	uint32_t holder = UINT32_MAX;
+	uint64_t addr;
+	int err;
+
+	if (v->opts.read_only) {
+		/* We cannot hand locks back (no release callback): read
+		 * without them, always from the disk. */
+		return 1;
+	}
+	err = cl_lock_addr(v, ino, &addr);
 	if (err < 0) {
 		return err;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
 	pp = cl_ilock_slot(c, ino);
+	if (*pp == NULL) {
+		*pp = calloc(1, sizeof(**pp));
+		if (*pp == NULL) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			return -ENOMEM;
+		}
+		(*pp)->ino = ino;
+	}
 	l = *pp;
-	if (l != NULL && l->nread + l->nwrite + l->npending > 0) {
-		err = -EBUSY;   /* opened again meanwhile */
-	} else {
-		err = lockd_unlock(v->ld, lock_addr);
-		if (l != NULL) {
-			*pp = l->next;
-			free(l);
+	for (;;) {
+		cl_wait_wanted(v, l);
+		if (cl_mode_covers(l->mode, want)) {
+			break;
+		}
+		if (l->mode == LUNFS_LOCK_MULTIWRITER && cl_busy(l)) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			return -EBUSY; /* open multi-writer here: no changes */
+		}
+		if ((l->mode == LUNFS_LOCK_SHARED || l->mode == LUNFS_LOCK_MULTIWRITER) && !cl_busy(l)) {
+			/* An idle shared lock: give it up rather than upgrade
+			 * (two hosts upgrading at once would wait for each
+			 * other until the timeout). Nothing to flush: we never
+			 * change metadata under a shared (or multi-writer)
+			 * lock. */
+			(void)lockd_unlock(v->ld, addr);
+			l->mode = LUNFS_LOCK_FREE;
+		}
+		l->npending++;
+		pthread_mutex_unlock(&c->ilk_mu);
+		if (wait) {
+			err = lockd_lock_wait(v->ld, addr, LUNFS_LOCK_KIND_INODE, ino, want,
+					      excl ? cluster_open_wait_ms(v) : cluster_wait_ms(v), &holder);
+		} else {
+			err = lockd_lock(v->ld, addr, LUNFS_LOCK_KIND_INODE, ino, want, &holder);
+		}
+		pthread_mutex_lock(&c->ilk_mu);
+		l->npending--;
+		if (err < 0) {
+			pthread_mutex_unlock(&c->ilk_mu);
+			if (err == -EBUSY && wait) {
+				char who[120], msg[256];
+
+				cl_holder_name(v, holder, who, sizeof(who));
+				snprintf(msg, sizeof(msg), "inode %llu is in use on %s: not changed",
+					 (unsigned long long)ino, who);
+				cluster_log(v, msg);
+			}
+			return err;
+		}
+		if (l->mode == LUNFS_LOCK_FREE) {
+			l->stale = true;
+		}
+		if (!cl_mode_covers(l->mode, want)) {
+			l->mode = want;
+		}
+	}
+	l->nuse++;
+	err = l->stale ? 1 : 0;
+	pthread_mutex_unlock(&c->ilk_mu);
+	return err;
+}
+
+void cluster_unuse(struct lunfs_vol *v, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock *l;
+
+	if (v->opts.read_only) {
+		return;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	if (l != NULL && l->nuse > 0) {
+		l->nuse--;
+		if (l->nuse == 0) {
+			pthread_cond_broadcast(&c->ilk_cv);
 		}
 	}
 	pthread_mutex_unlock(&c->ilk_mu);
-	return err;
+}
+
+void cluster_refreshed(struct lunfs_vol *v, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock *l;
+
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	if (l != NULL) {
+		l->stale = false;
+	}
+	pthread_mutex_unlock(&c->ilk_mu);
+}
+
+bool cluster_holds(struct lunfs_vol *v, uint64_t ino)
+{
+	struct cluster *c = v->cl;
+	struct cl_ilock *l;
+	bool held;
+
+	if (v->opts.read_only) {
+		return false;
+	}
+	pthread_mutex_lock(&c->ilk_mu);
+	l = *cl_ilock_slot(c, ino);
+	held = l != NULL && l->mode != LUNFS_LOCK_FREE && !l->stale;
+	pthread_mutex_unlock(&c->ilk_mu);
+	return held;
 }
 
 uint32_t cluster_open_wait_ms(const struct lunfs_vol *v)
@@ -586,6 +852,15 @@ int cluster_attach(struct lunfs_vol *v)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&v->cl->ilk_mu, NULL);
+	pthread_mutex_init(&v->cl->inval_mu, NULL);
+	{
+		pthread_condattr_t ca;
+
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&v->cl->ilk_cv, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	if (v->opts.read_only) {
 		/* We cannot write a journal: recovering others, or handing
 		 * off locks that cover metadata, is the writers' job. */
@@ -617,6 +892,8 @@ void cluster_free(struct lunfs_vol *v)
 		}
 	}
 	pthread_mutex_destroy(&v->cl->ilk_mu);
+	pthread_mutex_destroy(&v->cl->inval_mu);
+	pthread_cond_destroy(&v->cl->ilk_cv);
 	free(v->cl);
 	v->cl = NULL;
 }

@@ -229,6 +229,28 @@ uint32_t cluster_open_wait_ms(const struct lunfs_vol *v);
 /* Drop clean cached metadata and re-read im's record (a lock we did not
  * hold was just granted). Takes meta_lock. */
 int cluster_inode_refresh(struct lunfs_vol *v, struct inode_mem *im);
+/* Coherence (DESIGN 6): use ino's lock for one operation, EXCLUSIVE
+ * (changes to the inode or, for a directory, its entries) or SHARED
+ * (lookup, readdir, getattr of a directory). Cached: no I/O when held in
+ * a covering mode. wait: ask a holder and wait (cluster_open_wait_ms for
+ * EXCLUSIVE, cluster_wait_ms for SHARED; -EBUSY, logged, when it will
+ * not give it up, e.g. a file open there); !wait: one try, -EBUSY. Returns
+ * 1 when our cached copy of the inode is stale (a lock we did not hold):
+ * the caller, under meta_lock, drops clean cached metadata, re-reads the
+ * record (inode_refresh) and calls cluster_refreshed. A read-only mount
+ * takes no lock and always returns 1. Without meta_lock (it may wait for
+ * another host, whose request our monitor serves under meta_lock). Every
+ * successful cluster_use is paired with cluster_unuse. */
+int cluster_use(struct lunfs_vol *v, uint64_t ino, bool excl, bool wait);
+void cluster_unuse(struct lunfs_vol *v, uint64_t ino);
+void cluster_refreshed(struct lunfs_vol *v, uint64_t ino);
+/* Do we hold ino's lock in some mode, with a copy that is not stale? (No
+ * I/O; an answer that may change as soon as it is given unless the caller
+ * holds a use.) */
+bool cluster_holds(struct lunfs_vol *v, uint64_t ino);
+/* vol_set_inval (lunfs/fs.h): the hook runs under the cluster's own
+ * inval mutex, never under meta_lock or an inode lock. */
+void cluster_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), void *arg);
 
 /* ---- inode ----------------------------------------------------------------
  * In-memory inodes, one per ino, found through the icache (a hash table with

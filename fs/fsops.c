@@ -14,6 +14,11 @@
  *
  * The shape of a metadata change
  *   1. validate what can be validated without a handle (names, flags);
+ *   1a. take the on-disk inode locks of the directories and inodes it
+ *      changes (cluster.c, "on-disk inode locks of one operation" below),
+ *      without meta_lock, and re-read what another host changed since
+ *      we last held them; a lookup in step 3 that names an inode whose
+ *      lock is missing goes back here with it added;
  *   2. take vol.meta_lock: from here nobody else changes the namespace or
  *      any inode record on this host, so lookups done now stay true;
  *   3. look up and check everything (existence, types, emptiness, limits,
@@ -44,8 +49,9 @@
  *   count (inode_open_add), and sits on vol.fh_list so that unmount can
  *   release handles a torn-down session never released.
  *
- * Lock order: meta_lock < inode locks (ascending ino) < fh_lock / icache
- * / mcache. The data path (read, write) takes no lock here: file.c takes
+ * Lock order: on-disk inode locks (cluster_use: directories, then other
+ * inodes, ascending ino) < meta_lock < inode locks (ascending ino) <
+ * fh_lock / icache / mcache. The data path (read, write) takes no lock here: file.c takes
  * the inode lock shared, or meta_lock then the inode lock when it
  * allocates, itself.
  */
@@ -185,6 +191,211 @@ static void lockset_unlock(struct fsop_lockset *ls)
 	}
 }
 
+/* ---- on-disk inode locks of one operation (coherence across hosts) --------
+ *
+ * Namespace operations use (cluster_use) the EXCLUSIVE lock of every
+ * directory whose entries they change and of every inode whose record
+ * they change (nlink, ctime, parent); lookups, readdir and getattr of a
+ * directory use the directory's lock SHARED. The locks are taken before
+ * meta_lock, directories first and then the other inodes, each in
+ * ascending ino order: the same order on every host. Which inodes a
+ * name stands for is known only after a lookup, under meta_lock; an
+ * operation that finds it needs a lock it has not taken drops meta_lock
+ * and every use, adds it and starts again (cached locks make that cheap),
+ * and the lookups are redone, so a name that changed meanwhile is seen.
+ */
+#define FSOP_CL_MAX 6
+#define FSOP_CL_TRIES 8
+
+struct fsop_cl_e {
+	uint64_t ino;
+	bool excl, dir;
+	bool taken;                  /* cluster_use succeeded */
+	bool stale;                  /* ... and said our copy is stale */
+};
+
+struct fsop_cl {
+	struct fsop_cl_e e[FSOP_CL_MAX];
+	unsigned n;
+};
+
+/* Add ino (or strengthen it to excl). 1 = the set changed (the caller
+ * must drop and take again), 0 = covered already, -EAGAIN = full. */
+static int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir)
+{
+	for (unsigned i = 0; i < cl->n; i++) {
+		if (cl->e[i].ino == ino) {
+			if (excl && !cl->e[i].excl) {
+				cl->e[i].excl = true;
+				return 1;
+			}
+			return 0;
+		}
+	}
+	if (cl->n == FSOP_CL_MAX) {
+		return -EAGAIN;
+	}
+	cl->e[cl->n].ino = ino;
+	cl->e[cl->n].excl = excl;
+	cl->e[cl->n].dir = dir;
+	cl->e[cl->n].taken = false;
+	cl->e[cl->n].stale = false;
+	cl->n++;
+	return 1;
+}
+
+static void fscl_drop(struct lunfs_vol *v, struct fsop_cl *cl)
+{
+	for (unsigned i = cl->n; i > 0; i--) {
+		if (cl->e[i - 1].taken) {
+			cluster_unuse(v, cl->e[i - 1].ino);
+			cl->e[i - 1].taken = false;
+		}
+	}
+}
+
+static bool fscl_before(const struct fsop_cl *cl, unsigned a, unsigned b)
+{
+	if (cl->e[a].dir != cl->e[b].dir) {
+		return cl->e[a].dir;
+	}
+	return cl->e[a].ino < cl->e[b].ino;
+}
+
+/* Take every lock of the set in the cluster-wide order. Without meta_lock. */
+static int fscl_take(struct lunfs_vol *v, struct fsop_cl *cl)
+{
+	for (unsigned i = 1; i < cl->n; i++) {
+		for (unsigned k = i; k > 0 && fscl_before(cl, k, k - 1); k--) {
+			struct fsop_cl_e t = cl->e[k];
+
+			cl->e[k] = cl->e[k - 1];
+			cl->e[k - 1] = t;
+		}
+	}
+	for (unsigned i = 0; i < cl->n; i++) {
+		int r;
+
+		if (cl->e[i].taken) {
+			continue;
+		}
+		r = cluster_use(v, cl->e[i].ino, cl->e[i].excl, true);
+		/* A directory is never open elsewhere in a way that keeps its
+		 * lock: a holder that did not let go in time was busy with
+		 * its own operations (or slow), so ask again rather than
+		 * fail a mkdir with EBUSY. Files keep VMFS's answer. */
+		for (unsigned t = 1; r == -EBUSY && cl->e[i].dir && t < FSOP_CL_TRIES; t++) {
+			r = cluster_use(v, cl->e[i].ino, cl->e[i].excl, true);
+		}
+		if (r < 0) {
+			fscl_drop(v, cl);
+			return r;
+		}
+		cl->e[i].taken = true;
+		cl->e[i].stale = r > 0;
+	}
+	return 0;
+}
+
+/* meta_lock held: re-read what the stale locks of the set cover. The
+ * clean metadata cache goes once (directory blocks, map nodes), then
+ * each stale inode's record is read again. */
+static int fscl_refresh_locked(struct lunfs_vol *v, struct fsop_cl *cl)
+{
+	bool dropped = false;
+
+	for (unsigned i = 0; i < cl->n; i++) {
+		struct inode_mem *im;
+		int err;
+
+		if (!cl->e[i].taken || !cl->e[i].stale) {
+			continue;
+		}
+		if (!dropped) {
+			mc_drop_clean(v->mc);
+			dropped = true;
+		}
+		err = inode_get(v, cl->e[i].ino, &im);
+		if (err == 0) {
+			err = inode_refresh(v, im);
+			inode_put_locked(v, im);
+		}
+		if (err < 0 && err != -ENOENT) {
+			return err;
+		}
+		/* Gone (-ENOENT): the refresh marked our copy so. */
+		cluster_refreshed(v, cl->e[i].ino);
+		cl->e[i].stale = false;
+	}
+	return 0;
+}
+
+static bool fscl_any_stale(const struct fsop_cl *cl)
+{
+	for (unsigned i = 0; i < cl->n; i++) {
+		if (cl->e[i].taken && cl->e[i].stale) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Take the set, then refresh what is stale under meta_lock; with
+ * keep_meta meta_lock stays held on success. On error meta_lock is not
+ * held and the set is dropped. */
+static int fscl_enter(struct lunfs_vol *v, struct fsop_cl *cl, bool keep_meta)
+{
+	int err = fscl_take(v, cl);
+
+	if (err < 0) {
+		return err;
+	}
+	if (!keep_meta && !fscl_any_stale(cl)) {
+		return 0;
+	}
+	pthread_mutex_lock(&v->meta_lock);
+	err = fscl_refresh_locked(v, cl);
+	if (err < 0 || !keep_meta) {
+		pthread_mutex_unlock(&v->meta_lock);
+	}
+	if (err < 0) {
+		fscl_drop(v, cl);
+	}
+	return err;
+}
+
+/* One lock (a directory SHARED for reading it, an inode EXCLUSIVE for
+ * changing it), taken and refreshed; dropped with fscl_drop. */
+static int fscl_one(struct lunfs_vol *v, struct fsop_cl *cl, uint64_t ino, bool excl, bool dir,
+		    bool keep_meta)
+{
+	cl->n = 0;
+	(void)fscl_add(cl, ino, excl, dir);
+	return fscl_enter(v, cl, keep_meta);
+}
+
+/* Attributes of im for a reply: under a lock we hold, our copy is the
+ * truth; otherwise read the record from the disk (another host may hold
+ * the lock: a file open for write there keeps it for as long as its VM
+ * runs, and stat must not wait for that; the disk then lags that host's
+ * last commit). with_meta: the caller holds meta_lock. */
+static void fsop_attr_fresh(struct lunfs_vol *v, struct inode_mem *im, bool with_meta,
+			    struct lunfs_attr *out)
+{
+	if (!cluster_holds(v, im->ino)) {
+		if (!with_meta) {
+			pthread_mutex_lock(&v->meta_lock);
+		}
+		(void)inode_refresh(v, im);
+		if (!with_meta) {
+			pthread_mutex_unlock(&v->meta_lock);
+		}
+	}
+	pthread_rwlock_rdlock(&im->lock);
+	inode_to_attr(v, im, out);
+	pthread_rwlock_unlock(&im->lock);
+}
+
 /* Look a name up in dim (meta_lock held). */
 static int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
 			 uint64_t *ino, uint8_t *type)
@@ -228,6 +439,7 @@ static void fsop_attr_of(const struct lunfs_vol *v, struct inode_mem *im, struct
 int fsop_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lunfs_attr *out)
 {
 	struct inode_mem *dim = NULL, *im = NULL;
+	struct fsop_cl cl = { .n = 0 };
 	uint64_t ino = 0;
 	uint8_t type;
 	size_t len;
@@ -237,12 +449,18 @@ int fsop_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lunf
 	if (err < 0) {
 		return err;
 	}
-	err = inode_get(v, dir, &dim);
+	/* The directory's entries are ours to read only under its lock. */
+	err = fscl_one(v, &cl, dir, false, true, false);
 	if (err < 0) {
 		return err;
 	}
+	err = inode_get(v, dir, &dim);
+	if (err < 0) {
+		fscl_drop(v, &cl);
+		return err;
+	}
 	if (!S_ISDIR(dim->di.mode)) {
-		err = -ENOTDIR;
+		err = dim->di.mode == 0 ? -ENOENT : -ENOTDIR; /* 0: removed elsewhere */
 		goto out;
 	}
 	/* Hold the directory while we get the child: an unlink needs the
@@ -270,12 +488,17 @@ int fsop_lookup(struct lunfs_vol *v, uint64_t dir, const char *name, struct lunf
 	if (err < 0) {
 		goto out;
 	}
-	pthread_rwlock_rdlock(&im->lock);
-	inode_to_attr(v, im, out);
-	pthread_rwlock_unlock(&im->lock);
+	if (im == dim) {
+		pthread_rwlock_rdlock(&im->lock);
+		inode_to_attr(v, im, out);
+		pthread_rwlock_unlock(&im->lock);
+	} else {
+		fsop_attr_fresh(v, im, false, out);
+	}
 	inode_put(v, im);
 out:
 	inode_put(v, dim);
+	fscl_drop(v, &cl);
 	return err;
 }
 
@@ -286,17 +509,31 @@ void fsop_forget(struct lunfs_vol *v, uint64_t ino, uint64_t nlookup)
 
 int fsop_getattr(struct lunfs_vol *v, uint64_t ino, struct lunfs_attr *out)
 {
+	struct fsop_cl cl = { .n = 0 };
 	struct inode_mem *im;
 	int err = inode_get(v, ino, &im);
 
 	if (err < 0) {
 		return err;
 	}
-	pthread_rwlock_rdlock(&im->lock);
-	inode_to_attr(v, im, out);
-	pthread_rwlock_unlock(&im->lock);
+	if (S_ISDIR(im->di.mode) && !cluster_holds(v, ino)) {
+		/* A directory's lock has no opens to wait for: take it
+		 * SHARED, and its attributes are exact. */
+		err = fscl_one(v, &cl, ino, false, true, false);
+		if (err == 0) {
+			pthread_rwlock_rdlock(&im->lock);
+			inode_to_attr(v, im, out);
+			pthread_rwlock_unlock(&im->lock);
+			fscl_drop(v, &cl);
+		}
+	} else {
+		fsop_attr_fresh(v, im, false, out);
+	}
+	if (err == 0 && im->di.mode == 0) {
+		err = -ENOENT; /* removed by another host */
+	}
 	inode_put(v, im);
-	return 0;
+	return err;
 }
 
 /* ---- setattr ------------------------------------------------------------------- */
@@ -358,6 +595,7 @@ static void fsop_setattr_apply(struct inode_mem *im, const struct lunfs_setattr 
 int fsop_setattr(struct lunfs_vol *v, uint64_t ino, const struct lunfs_setattr *sa,
 		 struct lunfs_attr *out)
 {
+	struct fsop_cl cl = { .n = 0 };
 	struct inode_mem *im = NULL;
 	struct jnl_handle *h = NULL;
 	int64_t now;
@@ -374,11 +612,14 @@ int fsop_setattr(struct lunfs_vol *v, uint64_t ino, const struct lunfs_setattr *
 	if (err < 0) {
 		return err;
 	}
-	if (S_ISREG(im->di.mode)) {
-		err = cluster_inode_busy(v, ino);
-		if (err < 0) {
-			goto out_put;
-		}
+	/* VMFS: a file open on another host is not changed (-EBUSY). */
+	err = fscl_one(v, &cl, ino, true, S_ISDIR(im->di.mode), false);
+	if (err < 0) {
+		goto out_put;
+	}
+	if (im->di.mode == 0) {
+		err = -ENOENT; /* removed by another host */
+		goto out_put;
 	}
 	/* The size first (its own transactions), then the attributes in one
 	 * more: a crash between leaves the new size with the old times, which
@@ -404,6 +645,7 @@ int fsop_setattr(struct lunfs_vol *v, uint64_t ino, const struct lunfs_setattr *
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
 out_put:
+	fscl_drop(v, &cl);
 	inode_put(v, im);
 	return err;
 }
@@ -424,6 +666,7 @@ static int fsop_make(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t 
 		     const char *name, struct fsop_new *nw, struct lunfs_attr *out,
 		     struct inode_mem **out_im)
 {
+	struct fsop_cl cl = { .n = 0 };
 	struct inode_mem *dim = NULL, *im = NULL;
 	struct jnl_handle *h = NULL;
 	uint64_t ino;
@@ -445,7 +688,14 @@ static int fsop_make(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t 
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&v->meta_lock);
+	/* The new inode needs no lock: nobody can reach it but through
+	 * the directory, and another host gets the directory's lock only
+	 * after we have written everything home (cluster.c). */
+	err = fscl_one(v, &cl, dir, true, true, true);
+	if (err < 0) {
+		*out_im = NULL;
+		return err;
+	}
 	err = fsop_dir_get(v, dir, &dim);
 	if (err < 0) {
 		goto out_unlock;
@@ -535,6 +785,7 @@ out_put:
 	inode_put_locked(v, dim);
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, &cl);
 	*out_im = im;
 	return err;
 }
@@ -608,6 +859,7 @@ int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
 {
 	struct inode_mem *dim = NULL, *im = NULL;
 	struct fsop_lockset ls = { .n = 0 };
+	struct fsop_cl cl = { .n = 0 };
 	struct jnl_handle *h = NULL;
 	uint64_t other;
 	uint8_t type;
@@ -626,7 +878,12 @@ int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&v->meta_lock);
+	(void)fscl_add(&cl, dir, true, true);
+	(void)fscl_add(&cl, ino, true, false);
+	err = fscl_enter(v, &cl, true);
+	if (err < 0) {
+		return err;
+	}
 	err = inode_get(v, ino, &im);
 	if (err < 0) {
 		goto out_unlock;
@@ -691,6 +948,7 @@ out_put:
 	inode_put_locked(v, im);
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, &cl);
 	return err;
 }
 
@@ -717,16 +975,34 @@ static int fsop_drop_link(struct lunfs_vol *v, struct jnl_handle *h, struct inod
 	return inode_dirty(h, victim);
 }
 
+/* Locks of an operation were missing one: drop everything (references
+ * first: inode_put_locked needs meta_lock) and say whether to try again.
+ * r is fscl_add's answer. */
+static int fsop_relock(struct lunfs_vol *v, struct fsop_cl *cl, int r, unsigned *tries)
+{
+	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, cl);
+	if (r < 0) {
+		return r;
+	}
+	if (++*tries >= FSOP_CL_TRIES) {
+		return -EBUSY; /* the names keep changing under us */
+	}
+	return 0;
+}
+
 static int fsop_remove(struct lunfs_vol *v, uint64_t dir, const char *name, bool want_dir)
 {
 	struct inode_mem *dim = NULL, *im = NULL;
 	struct fsop_lockset ls = { .n = 0 };
+	struct fsop_cl cl = { .n = 0 };
 	struct jnl_handle *h = NULL;
 	uint64_t ino, gone;
 	uint8_t type;
+	unsigned tries = 0;
 	size_t len;
 	int64_t now;
-	int err;
+	int err, r;
 
 	err = fsop_name(name, &len);
 	if (err < 0) {
@@ -742,7 +1018,15 @@ static int fsop_remove(struct lunfs_vol *v, uint64_t dir, const char *name, bool
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&v->meta_lock);
+	(void)fscl_add(&cl, dir, true, true);
+retry:
+	/* The directory, and (VMFS) the victim: a file open on another
+	 * host is not unlinked (-EBUSY); an emptied directory's lock also
+	 * covers its entries, which another host may have added to. */
+	err = fscl_enter(v, &cl, true);
+	if (err < 0) {
+		return err;
+	}
 	err = fsop_dir_get(v, dir, &dim);
 	if (err < 0) {
 		goto out_unlock;
@@ -756,6 +1040,17 @@ static int fsop_remove(struct lunfs_vol *v, uint64_t dir, const char *name, bool
 		err = err == -ENOENT ? -EUCLEAN : err;
 		goto out_put;
 	}
+	r = fscl_add(&cl, ino, true, S_ISDIR(im->di.mode));
+	if (r != 0) {
+		inode_put_locked(v, im);
+		inode_put_locked(v, dim);
+		im = dim = NULL;
+		err = fsop_relock(v, &cl, r, &tries);
+		if (err < 0) {
+			return err;
+		}
+		goto retry;
+	}
 	if (want_dir && !S_ISDIR(im->di.mode)) {
 		err = -ENOTDIR;
 		goto out_put;
@@ -767,13 +1062,6 @@ static int fsop_remove(struct lunfs_vol *v, uint64_t dir, const char *name, bool
 	if (want_dir && !dir_is_empty(im)) {
 		err = -ENOTEMPTY;
 		goto out_put;
-	}
-	if (!want_dir) {
-		/* VMFS protects an image open on another host. */
-		err = cluster_inode_busy(v, im->ino);
-		if (err < 0) {
-			goto out_put;
-		}
 	}
 	err = fsop_start(v, 2 * CR_INODE + dir_change_credits(dim) + CR_ORPHAN, &h);
 	if (err < 0) {
@@ -800,9 +1088,12 @@ out_put:
 	if (im != NULL) {
 		inode_put_locked(v, im);
 	}
-	inode_put_locked(v, dim);
+	if (dim != NULL) {
+		inode_put_locked(v, dim);
+	}
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, &cl);
 	return err;
 }
 
@@ -840,6 +1131,13 @@ static int fsop_is_ancestor(struct lunfs_vol *v, uint64_t anc, uint64_t dir, boo
 		err = inode_get(v, ino, &im);
 		if (err < 0) {
 			return err == -ENOENT ? -EUCLEAN : err;
+		}
+		if (!cluster_holds(v, ino)) {
+			/* Another host may have moved it: its ".." as on the
+			 * disk. (Two hosts moving directories into each
+			 * other's subtrees at the same instant are not
+			 * serialised: that needs a volume rename lock.) */
+			(void)inode_refresh(v, im);
 		}
 		parent = im->di.parent_ino;
 		inode_put_locked(v, im);
@@ -998,11 +1296,12 @@ int fsop_rename(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t ne
 {
 	struct fsop_rename_ctx c = { .name = name, .newname = newname, .flags = flags };
 	struct fsop_lockset ls = { .n = 0 };
+	struct fsop_cl cl = { .n = 0 };
 	struct jnl_handle *h = NULL;
 	uint64_t sino, dino;
 	uint8_t type;
-	unsigned credits;
-	int err;
+	unsigned credits, tries = 0;
+	int err, r;
 
 	if ((flags & ~(unsigned)(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0 ||
 	    ((flags & RENAME_NOREPLACE) && (flags & RENAME_EXCHANGE))) {
@@ -1022,7 +1321,13 @@ int fsop_rename(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t ne
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&v->meta_lock);
+	(void)fscl_add(&cl, dir, true, true);
+	(void)fscl_add(&cl, newdir, true, true);
+retry:
+	err = fscl_enter(v, &cl, true);
+	if (err < 0) {
+		return err;
+	}
 	err = fsop_dir_get(v, dir, &c.sd);
 	if (err < 0) {
 		goto out_unlock;
@@ -1051,6 +1356,26 @@ int fsop_rename(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t ne
 	}
 	if (err < 0) {
 		goto out_put;
+	}
+	/* What moves changes its ctime (a directory its ".."); what is
+	 * replaced loses a link: VMFS, neither may be open elsewhere. */
+	r = fscl_add(&cl, c.src->ino, true, S_ISDIR(c.src->di.mode));
+	if (r == 0 && c.dst != NULL) {
+		r = fscl_add(&cl, c.dst->ino, true, S_ISDIR(c.dst->di.mode));
+	}
+	if (r != 0) {
+		if (c.dst != NULL) {
+			inode_put_locked(v, c.dst);
+		}
+		inode_put_locked(v, c.src);
+		inode_put_locked(v, c.dd);
+		inode_put_locked(v, c.sd);
+		c.sd = c.dd = c.src = c.dst = NULL;
+		err = fsop_relock(v, &cl, r, &tries);
+		if (err < 0) {
+			return err;
+		}
+		goto retry;
 	}
 	err = fsop_rename_check(v, &c);
 	if (err != 0) {
@@ -1083,9 +1408,12 @@ out_put:
 	if (c.dd != NULL) {
 		inode_put_locked(v, c.dd);
 	}
-	inode_put_locked(v, c.sd);
+	if (c.sd != NULL) {
+		inode_put_locked(v, c.sd);
+	}
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, &cl);
 	return err;
 }
 
@@ -1472,6 +1800,11 @@ static int fsop_rd_entry(void *arg, const char *name, size_t len, uint64_t ino, 
 			rd->err = err == -ENOENT ? -EUCLEAN : err;
 			return 1;
 		}
+		if (!cluster_holds(rd->v, ino)) {
+			/* Not ours to cache: as on the disk (see
+			 * fsop_attr_fresh). meta_lock is held. */
+			(void)inode_refresh(rd->v, im);
+		}
 		inode_to_attr(rd->v, im, &attr);
 	}
 	stop = rd->fill(rd->arg, name, &attr, next_cookie);
@@ -1489,9 +1822,19 @@ int fsop_readdir(struct lunfs_vol *v, uint64_t dir, uint64_t cookie, bool plus,
 {
 	struct fsop_rd rd = { .v = v, .plus = plus, .fill = fill, .arg = arg, .err = 0 };
 	struct inode_mem *dim = NULL, *pim = NULL;
+	struct fsop_cl cl = { .n = 0 };
 	struct lunfs_attr attr;
 	int err;
 
+	/* The entries are ours to read only under the directory's lock.
+	 * Each call takes it again (cached: no I/O), so a listing resumed
+	 * after another host changed the directory reads the new blocks;
+	 * cookies are hashes, so it neither repeats nor skips an entry
+	 * that stayed. */
+	err = fscl_one(v, &cl, dir, false, true, false);
+	if (err < 0) {
+		return err;
+	}
 	if (plus) {
 		pthread_mutex_lock(&v->meta_lock);
 	}
@@ -1549,6 +1892,7 @@ out_unlock:
 	if (plus) {
 		pthread_mutex_unlock(&v->meta_lock);
 	}
+	fscl_drop(v, &cl);
 	return err;
 }
 
@@ -1557,6 +1901,7 @@ out_unlock:
 static int fsop_xattr_change(struct lunfs_vol *v, uint64_t ino, const char *name, const void *value,
 			     size_t len, int flags, bool remove)
 {
+	struct fsop_cl cl = { .n = 0 };
 	struct inode_mem *im = NULL;
 	struct jnl_handle *h = NULL;
 	int err;
@@ -1577,10 +1922,15 @@ static int fsop_xattr_change(struct lunfs_vol *v, uint64_t ino, const char *name
 	if (err < 0) {
 		return err;
 	}
-	pthread_mutex_lock(&v->meta_lock);
 	err = inode_get(v, ino, &im);
 	if (err < 0) {
-		goto out_unlock;
+		return err;
+	}
+	/* The chain hangs off the record: the inode's lock EXCLUSIVE. */
+	err = fscl_one(v, &cl, ino, true, S_ISDIR(im->di.mode), true);
+	if (err < 0) {
+		inode_put(v, im);
+		return err;
 	}
 	err = fsop_start(v, CR_INODE + CR_XATTR, &h);
 	if (err < 0) {
@@ -1600,8 +1950,8 @@ static int fsop_xattr_change(struct lunfs_vol *v, uint64_t ino, const char *name
 	err = fsop_stop(h, err);
 out_put:
 	inode_put_locked(v, im);
-out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
+	fscl_drop(v, &cl);
 	return err;
 }
 

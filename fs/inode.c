@@ -402,6 +402,60 @@ int inode_dirty(struct jnl_handle *h, struct inode_mem *im)
 	return 0;
 }
 
+static void inode_di_init(struct lunfs_inode *d, uint64_t ino, uint32_t mode, uint32_t uid,
+			  uint32_t gid, int64_t now)
+{
+	d->ino = ino;
+	d->mode = mode;
+	d->uid = uid;
+	d->gid = gid;
+	d->nlink = S_ISDIR(mode) ? 2 : 1;
+	d->atime_ns = d->mtime_ns = d->ctime_ns = d->btime_ns = (uint64_t)now;
+	d->map_unit = (S_ISDIR(mode) || S_ISLNK(mode)) ? LUNFS_MAP_META : LUNFS_MAP_FILE;
+}
+
+/* The slot's previous inode may still be in our icache although another
+ * host deleted it (the kernel still knew it; inode_refresh marked it mode
+ * 0): that inode_mem becomes the new inode (the kernel's node id is the
+ * ino either way). -ENOENT: no such inode_mem, allocate one. */
+static int inode_alloc_zombie(struct lunfs_vol *v, struct jnl_handle *h, uint64_t ino,
+			      uint32_t mode, uint32_t uid, uint32_t gid, int64_t now,
+			      struct inode_mem **out)
+{
+	struct icache *ic = v->ic;
+	struct inode_mem *im;
+	uint32_t gen;
+	int ret;
+
+	pthread_mutex_lock(&ic->lock);
+	im = icache_find_locked(ic, ino);
+	if (im == NULL) {
+		pthread_mutex_unlock(&ic->lock);
+		return -ENOENT;
+	}
+	if (im->dead || im->di.mode != 0) {
+		/* A slot the bitmap called free has a live inode in memory. */
+		pthread_mutex_unlock(&ic->lock);
+		return -EUCLEAN;
+	}
+	im->refs++;
+	pthread_mutex_unlock(&ic->lock);
+	pthread_rwlock_wrlock(&im->lock);
+	gen = im->di.generation + 1;
+	memset(&im->di, 0, sizeof(im->di));
+	inode_di_init(&im->di, ino, mode, uid, gid, now);
+	im->di.generation = gen;
+	ret = inode_dirty(h, im);
+	pthread_rwlock_unlock(&im->lock);
+	if (ret != 0) {
+		im->di.mode = 0;
+		inode_put_locked(v, im);
+		return ret;
+	}
+	*out = im;
+	return 0;
+}
+
 int inode_alloc(struct lunfs_vol *v, struct jnl_handle *h, uint32_t mode, uint32_t uid,
 		uint32_t gid, uint64_t near_ino, struct inode_mem **out)
 {
@@ -423,6 +477,13 @@ int inode_alloc(struct lunfs_vol *v, struct jnl_handle *h, uint32_t mode, uint32
 	slot_taken = true;
 	ret = inode_ino_of_slot(v, slot_addr, &ino);
 	if (ret != 0) {
+		goto out;
+	}
+	ret = inode_alloc_zombie(v, h, ino, mode, uid, gid, now, out);
+	if (ret != -ENOENT) {
+		if (ret == 0) {
+			return 0;
+		}
 		goto out;
 	}
 	ret = inode_mem_new(v, ino, &im);
@@ -766,7 +827,17 @@ int inode_refresh(struct lunfs_vol *v, struct inode_mem *im)
 	}
 	ret = inode_decode(&v->codec, im->rec->buf, im->rec->addr, im->ino, &di);
 	if (ret == -ENODATA || ret == -ESTALE || (ret == 0 && di.mode == 0)) {
-		ret = -ENOENT;  /* deleted by another host */
+		/* Deleted by another host: our copy says so too (mode 0,
+		 * no link), so that we never reclaim it a second time
+		 * (inode_last_user_locked skips mode 0) and inode_alloc may
+		 * reuse this inode_mem for the slot's next inode. */
+		im->di.mode = 0;
+		im->di.nlink = 0;
+		if (ret == 0) {
+			im->di.generation = di.generation;
+			im->di.version = di.version;
+		}
+		ret = -ENOENT;
 	}
 	if (ret == 0) {
 		im->di = di;

@@ -372,6 +372,11 @@ int vol_unmount(struct lunfs_vol *v)
 	return err;
 }
 
+void vol_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), void *arg)
+{
+	cluster_set_inval(v, fn, arg);
+}
+
 const struct lunfs_super *vol_super(const struct lunfs_vol *v)
 {
 	return &v->sb;

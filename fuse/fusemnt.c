@@ -545,12 +545,27 @@ static int fm_serve(struct fusemnt *m)
 	return 0;
 }
 
+/* The core hands an inode's lock to another host: the kernel forgets its
+ * pages and attributes (names are not cached: entry_timeout 0). An inode
+ * the kernel does not know answers -ENOENT, which is fine. */
+static void fm_inval(void *arg, uint64_t ino)
+{
+	struct fusemnt *m = arg;
+	fuse_ino_t node = ino == m->ctx.root_ino ? FUSE_ROOT_ID : (fuse_ino_t)ino;
+
+	(void)fuse_lowlevel_notify_inval_inode(m->se, node, 0, 0);
+}
+
 /* Take down whatever is up, in reverse order. Returns 0 if the volume (if
  * it was mounted) unmounted cleanly. */
 static int fm_teardown(struct fusemnt *m)
 {
 	int ret = 0;
 
+	if (m->vol != NULL) {
+		/* Before the session goes: the hook uses it. */
+		vol_set_inval(m->vol, NULL, NULL);
+	}
 	if (m->se != NULL) {
 		if (m->fuse_mounted) {
 			fuse_session_unmount(m->se);
@@ -616,6 +631,9 @@ static int fm_main(struct fusemnt *m)
 		ret = -EIO;
 	}
 	m->fuse_mounted = ret == 0;
+	if (ret == 0) {
+		vol_set_inval(m->vol, fm_inval, m);
+	}
 	if (ret < 0) {
 		fm_teardown(m);
 		return FUSEMNT_FAIL;

@@ -25,9 +25,13 @@
  * dropped here at once; likewise an open handle whose reply fails is
  * released.
  *
- * Caching. The kernel may cache names and attributes for entry_timeout /
- * attr_timeout (1 s: one host for now; the cluster issue will tie this to
- * locks), and file pages across opens (keep_cache), but there is no
+ * Caching. Names and attributes are not cached by the kernel at all
+ * (entry_timeout = attr_timeout = 0): any volume may have other hosts,
+ * and the core answers from what it caches under its inode locks, which
+ * costs one request but no I/O while the lock stays here (DESIGN 6).
+ * When this host hands a lock over, fusemnt.c also tells the kernel to
+ * drop the inode's pages. File pages are not kept across opens
+ * (keep_cache = 0), and there is no
  * writeback cache: every write reaches the core before write() returns, so
  * fsync only has to commit what the core holds. O_DIRECT opens get
  * direct_io, so their I/O bypasses the page cache entirely (QEMU
@@ -937,8 +941,10 @@ void fuseops_ctx_init(struct fuseops_ctx *c, struct lunfs_vol *vol, bool read_on
 	c->vol = vol;
 	c->root_ino = vol_root_ino(vol);
 	c->blksize = vol_super(vol)->file_block_size;
-	c->entry_timeout = 1.0;
-	c->attr_timeout = 1.0;
+	/* Another host may change any name or inode once we give its lock
+	 * up; the kernel asks every time (see the top). */
+	c->entry_timeout = 0.0;
+	c->attr_timeout = 0.0;
 	c->max_write = FUSEOPS_MAX_IO;
 	c->max_read = max_read;
 	c->read_only = read_only;

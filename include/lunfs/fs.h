@@ -57,6 +57,11 @@ struct lunfs_mount_opts {
 int vol_host_uuid_derive(const char *name, uint8_t out[LUNFS_UUID_SIZE]);
 
 int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lunfs_vol **out);
+/* The front end's hook to make the kernel forget what it cached of ino
+ * (names, attributes, pages): called when this host hands ino's lock to
+ * another host, from the monitor thread with no fs lock held. Set it
+ * after vol_mount and clear it (NULL) before the session goes away. */
+void vol_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), void *arg);
 /* Commit, checkpoint, mark the journal clean, release locks and the slot.
  * The device is not closed (the caller owns it). */
 int vol_unmount(struct lunfs_vol *v);

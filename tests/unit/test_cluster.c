@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -444,6 +445,263 @@ START_TEST(test_cluster_takeover)
 }
 END_TEST
 
+/* ---- increment 3: shared directories and attributes ---------------------------- */
+
+/* Names of one directory, collected by readdir (without "." and ".."). */
+struct names {
+	char (*name)[32];
+	unsigned n, cap;
+};
+
+static int names_fill(void *arg, const char *name, const struct lunfs_attr *attr, uint64_t next)
+{
+	struct names *ns = arg;
+
+	(void)attr;
+	(void)next;
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+		return 0;
+	}
+	if (ns->n < ns->cap) {
+		snprintf(ns->name[ns->n], sizeof(ns->name[0]), "%s", name);
+	}
+	ns->n++;
+	return 0;
+}
+
+static bool names_has(const struct names *ns, const char *name)
+{
+	for (unsigned i = 0; i < ns->n && i < ns->cap; i++) {
+		if (strcmp(ns->name[i], name) == 0) {
+			return true;
+		}
+	}
+	return false;
+}
+
+/* List dir on h (readdirplus with plus: the lookup references it takes
+ * are given back). */
+static void dir_list(struct host *h, uint64_t dir, bool plus, struct names *ns)
+{
+	ns->n = 0;
+	ck_assert_int_eq(fsop_readdir(h->v, dir, 0, plus, names_fill, ns), 0);
+	if (plus) {
+		for (unsigned i = 0; i < ns->n && i < ns->cap; i++) {
+			struct lunfs_attr a;
+
+			ck_assert_int_eq(fsop_lookup(h->v, dir, ns->name[i], &a), 0);
+			/* the readdirplus reference and this one */
+			fsop_forget(h->v, a.ino, 2);
+		}
+	}
+}
+
+static uint64_t lookup_in(struct host *h, uint64_t dir, const char *name, int want)
+{
+	struct lunfs_attr a;
+	int err = fsop_lookup(h->v, dir, name, &a);
+
+	ck_assert_msg(err == want, "%s: lookup %s: %d, want %d", h->name, name, err, want);
+	if (err < 0) {
+		return 0;
+	}
+	fsop_forget(h->v, a.ino, 1);
+	return a.ino;
+}
+
+static uint64_t mkdir_in(struct host *h, uint64_t dir, const char *name)
+{
+	struct lunfs_attr a;
+
+	ck_assert_int_eq(fsop_mkdir(h->v, &cred, dir, name, 0755, &a), 0);
+	fsop_forget(h->v, a.ino, 1);
+	return a.ino;
+}
+
+static void mknod_in(struct host *h, uint64_t dir, const char *name)
+{
+	struct lunfs_attr a;
+	int err = fsop_mknod(h->v, &cred, dir, name, S_IFREG | 0644, 0, &a);
+
+	ck_assert_msg(err == 0, "%s: mknod %s: %d", h->name, name, err);
+	fsop_forget(h->v, a.ino, 1);
+}
+
+/* A fills a directory; B lists it, renames and unlinks in it; A sees the
+ * change by lookup, readdir and the directory's attributes. Then a
+ * directory A created is moved by B to another parent, and a directory B
+ * emptied is removed by A. fsck is clean. */
+START_TEST(test_cluster_dir_coherent)
+{
+	struct host a, b;
+	struct names ns = { .cap = 64 };
+	struct lunfs_attr at;
+	uint64_t ra, rb, d, src, sub, dst, e;
+	char nm[32];
+
+	memset(&b, 0, sizeof(b));
+	ns.name = calloc(ns.cap, sizeof(ns.name[0]));
+	ck_assert_ptr_nonnull(ns.name);
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	ra = vol_root_ino(a.v);
+	rb = vol_root_ino(b.v);
+	d = mkdir_in(&a, ra, "d");
+	for (unsigned i = 0; i < 10; i++) {
+		snprintf(nm, sizeof(nm), "f%u", i);
+		mknod_in(&a, d, nm);
+	}
+	/* B learns of them only through the directory's lock: A hands it
+	 * over after writing everything home. */
+	ck_assert_uint_eq(lookup_in(&b, rb, "d", 0), d);
+	dir_list(&b, d, false, &ns);
+	ck_assert_uint_eq(ns.n, 10);
+	ck_assert(names_has(&ns, "f0") && names_has(&ns, "f9"));
+	dir_list(&b, d, true, &ns);
+	ck_assert_uint_eq(ns.n, 10);
+
+	ck_assert_int_eq(fsop_rename(b.v, d, "f0", d, "g0", 0), 0);
+	ck_assert_int_eq(fsop_unlink(b.v, d, "f1"), 0);
+	(void)lookup_in(&a, d, "f0", -ENOENT);
+	(void)lookup_in(&a, d, "f1", -ENOENT);
+	(void)lookup_in(&a, d, "g0", 0);
+	dir_list(&a, d, false, &ns);
+	ck_assert_uint_eq(ns.n, 9);
+	ck_assert(names_has(&ns, "g0") && !names_has(&ns, "f0") && !names_has(&ns, "f1"));
+	/* A creates again where B changed things: no stale blocks. */
+	mknod_in(&a, d, "h0");
+	dir_list(&b, d, false, &ns);
+	ck_assert_uint_eq(ns.n, 10);
+	ck_assert(names_has(&ns, "h0"));
+
+	/* VMFS: a file open for write on A is neither unlinked nor
+	 * renamed over by B. */
+	{
+		struct lunfs_fh *fh = NULL;
+		uint64_t g0 = lookup_in(&a, d, "g0", 0);
+
+		ck_assert_int_eq(fsop_open(a.v, g0, O_RDWR, &fh), 0);
+		ck_assert_int_eq(fsop_unlink(b.v, d, "g0"), -EBUSY);
+		ck_assert_int_eq(fsop_rename(b.v, d, "h0", d, "g0", 0), -EBUSY);
+		ck_assert_int_eq(fsop_release(a.v, fh), 0);
+		ck_assert_int_eq(fsop_rename(b.v, d, "h0", d, "g0", 0), 0);
+		(void)lookup_in(&a, d, "h0", -ENOENT);
+		mknod_in(&a, d, "h0");
+	}
+
+	/* Cross-directory rename by B of a directory A created. */
+	src = mkdir_in(&a, ra, "src");
+	dst = mkdir_in(&a, ra, "dst");
+	sub = mkdir_in(&a, src, "sub");
+	mknod_in(&a, sub, "inner");
+	ck_assert_int_eq(fsop_rename(b.v, src, "sub", dst, "moved", 0), 0);
+	(void)lookup_in(&a, src, "sub", -ENOENT);
+	ck_assert_uint_eq(lookup_in(&a, dst, "moved", 0), sub);
+	(void)lookup_in(&a, sub, "inner", 0);
+	ck_assert_uint_eq(lookup_in(&a, sub, "..", 0), dst);
+	ck_assert_int_eq(fsop_getattr(a.v, src, &at), 0);
+	ck_assert_uint_eq(at.nlink, 2);
+	ck_assert_int_eq(fsop_getattr(a.v, dst, &at), 0);
+	ck_assert_uint_eq(at.nlink, 3);
+
+	/* rmdir by A of a directory B emptied. */
+	e = mkdir_in(&b, rb, "e");
+	mknod_in(&b, e, "x");
+	ck_assert_int_eq(fsop_rmdir(a.v, ra, "e"), -ENOTEMPTY);
+	ck_assert_int_eq(fsop_unlink(b.v, e, "x"), 0);
+	ck_assert_int_eq(fsop_rmdir(a.v, ra, "e"), 0);
+	(void)lookup_in(&b, rb, "e", -ENOENT);
+	ck_assert_int_eq(fsop_getattr(b.v, e, &at), -ENOENT);
+
+	/* Attributes: A changes a mode, B sees it. */
+	ck_assert_int_eq(fsop_getattr(b.v, d, &at), 0);
+	{
+		struct lunfs_setattr sa = { .valid = LUNFS_SET_MODE, .mode = 0700 };
+
+		ck_assert_int_eq(fsop_setattr(a.v, d, &sa, &at), 0);
+	}
+	ck_assert_int_eq(fsop_getattr(b.v, d, &at), 0);
+	ck_assert_uint_eq(at.mode & 07777, 0700);
+
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("dir_coherent");
+	free(ns.name);
+}
+END_TEST
+
+#define CONC_NAMES 200u
+
+struct conc_arg {
+	struct host *h;
+	uint64_t dir;
+	int err;
+};
+
+static void *conc_create(void *p)
+{
+	struct conc_arg *ca = p;
+	char nm[32];
+
+	for (unsigned i = 0; i < CONC_NAMES && ca->err == 0; i++) {
+		struct lunfs_attr a;
+		int err;
+
+		snprintf(nm, sizeof(nm), "%s-%u", ca->h->name, i);
+		err = fsop_mknod(ca->h->v, &cred, ca->dir, nm, S_IFREG | 0644, 0, &a);
+		if (err < 0) {
+			ca->err = err;
+			fprintf(stderr, "%s: mknod %s: %d\n", ca->h->name, nm, err);
+			break;
+		}
+		fsop_forget(ca->h->v, a.ino, 1);
+	}
+	return NULL;
+}
+
+/* Both hosts create 200 names each in one directory at the same time;
+ * both then list all 400, and fsck is clean. */
+START_TEST(test_cluster_dir_concurrent)
+{
+	struct host a, b;
+	struct names ns = { .cap = 2 * CONC_NAMES + 8 };
+	struct conc_arg ca, cb;
+	pthread_t ta, tb;
+	uint64_t d;
+	char nm[32];
+
+	memset(&b, 0, sizeof(b));
+	ns.name = calloc(ns.cap, sizeof(ns.name[0]));
+	ck_assert_ptr_nonnull(ns.name);
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	d = mkdir_in(&a, vol_root_ino(a.v), "shared");
+	ck_assert_uint_eq(lookup_in(&b, vol_root_ino(b.v), "shared", 0), d);
+	ca = (struct conc_arg){ .h = &a, .dir = d };
+	cb = (struct conc_arg){ .h = &b, .dir = d };
+	ck_assert_int_eq(pthread_create(&ta, NULL, conc_create, &ca), 0);
+	ck_assert_int_eq(pthread_create(&tb, NULL, conc_create, &cb), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	ck_assert_int_eq(ca.err, 0);
+	ck_assert_int_eq(cb.err, 0);
+	dir_list(&a, d, false, &ns);
+	ck_assert_uint_eq(ns.n, 2 * CONC_NAMES);
+	dir_list(&b, d, true, &ns);
+	ck_assert_uint_eq(ns.n, 2 * CONC_NAMES);
+	for (unsigned i = 0; i < CONC_NAMES; i++) {
+		snprintf(nm, sizeof(nm), "a-%u", i);
+		ck_assert_msg(names_has(&ns, nm), "%s missing on b", nm);
+		snprintf(nm, sizeof(nm), "b-%u", i);
+		ck_assert_msg(names_has(&ns, nm), "%s missing on b", nm);
+	}
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("dir_concurrent");
+	free(ns.name);
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
 	Suite *s = suite_create("cluster");
@@ -460,6 +718,12 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, test_cluster_open_excl);
 	tcase_add_test(tc, test_cluster_multiwriter);
 	tcase_add_test(tc, test_cluster_takeover);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("increment3");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_cluster_dir_coherent);
+	tcase_add_test(tc, test_cluster_dir_concurrent);
 	suite_add_tcase(s, tc);
 	return s;
 }
