@@ -198,6 +198,17 @@ int inode_ino_of_slot(const struct lunfs_vol *v, uint64_t slot_addr, uint64_t *i
 	return 0;
 }
 
+/* A cached inode gets one more reference, unless it is being reclaimed. */
+static int icache_take_locked(struct inode_mem *found, struct inode_mem **out)
+{
+	if (found->dead) {
+		return -ENOENT;
+	}
+	found->refs++;
+	*out = found;
+	return 0;
+}
+
 int inode_get(struct lunfs_vol *v, uint64_t ino, struct inode_mem **out)
 {
 	struct icache *ic = v->ic;
@@ -208,11 +219,7 @@ int inode_get(struct lunfs_vol *v, uint64_t ino, struct inode_mem **out)
 	pthread_mutex_lock(&ic->lock);
 	found = icache_find_locked(ic, ino);
 	if (found != NULL) {
-		ret = found->dead ? -ENOENT : 0;
-		if (ret == 0) {
-			found->refs++;
-			*out = found;
-		}
+		ret = icache_take_locked(found, out);
 		pthread_mutex_unlock(&ic->lock);
 		return ret;
 	}
@@ -241,11 +248,8 @@ int inode_get(struct lunfs_vol *v, uint64_t ino, struct inode_mem **out)
 	pthread_mutex_lock(&ic->lock);
 	found = icache_find_locked(ic, ino);
 	if (found != NULL) {
-		ret = found->dead ? -ENOENT : 0;
-		if (ret == 0) {
-			found->refs++;
-			*out = found;
-		}
+		/* Another thread read it meanwhile: use its copy. */
+		ret = icache_take_locked(found, out);
 		pthread_mutex_unlock(&ic->lock);
 		goto out;
 	}
