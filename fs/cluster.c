@@ -60,6 +60,12 @@
  * that a busy host would starve the other). When we hand a lock over we
  * tell the kernel to drop what it cached of the inode (vol.inval_fn).
  *
+ * Closing the last open of a file here does not release its lock at once:
+ * the idle sweep (lockd's tick, every monitor scan) gives up the locks of
+ * files closed for at least an interval, with one flush for all of them.
+ * So a closed VM image is free on disk about an interval after its close,
+ * without a flush on every close of a small file.
+ *
  * Lock order: lockd act_mu (callbacks) < vol.meta_lock < alloc.mu < lockd
  * lock_mu < icache/mcache. cluster_use waits for other hosts and is called
  * WITHOUT meta_lock: our monitor's release callback needs meta_lock, and
@@ -269,6 +275,11 @@ struct cl_ilock {
 	uint8_t mode;                /* lockd mode held, LUNFS_LOCK_FREE = none */
 	bool stale;                  /* granted, our cached copy not yet re-read */
 	bool wanted;                 /* another host asked while in use */
+	uint32_t touch;              /* bumped by every open and use: a hand-off
+	                              * that flushed before a later touch must
+	                              * flush again */
+	uint64_t closed_ns;          /* CLOCK_MONOTONIC of the last close of an
+	                              * open here, 0 = not closed since */
 	struct cl_ilock *next;
 };
 
@@ -276,10 +287,21 @@ struct cluster {
 	pthread_mutex_t ilk_mu;
 	pthread_cond_t ilk_cv;       /* nuse reached 0, or wanted was cleared */
 	struct cl_ilock *tab[CL_ILOCK_BUCKETS];
+	bool closed_pending;         /* some lock has closed_ns set */
 	pthread_mutex_t inval_mu;    /* inval_fn/arg; held across the call */
 	void (*inval_fn)(void *arg, uint64_t ino);
 	void *inval_arg;
 };
+
+static uint64_t cl_now_ns(void)
+{
+	struct timespec ts;
+	uint64_t ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return ns != 0 ? ns : 1;
+}
 
 static struct cl_ilock **cl_ilock_slot(struct cluster *c, uint64_t ino)
 {
@@ -393,6 +415,8 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 	} else {
 		l->nread++;
 	}
+	l->touch++;
+	l->closed_ns = 0;
 	fresh = fresh || l->stale;
 	if (is_new) {
 		l->stale = false;
@@ -424,8 +448,13 @@ void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write)
 		} else if (!write && l->nread > 0) {
 			l->nread--;
 		}
+		if (l->nread + l->nwrite == 0 && l->mode != LUNFS_LOCK_FREE) {
+			/* The last open here is gone: the idle sweep gives
+			 * the lock up unless the file is opened again soon. */
+			l->closed_ns = cl_now_ns();
+			c->closed_pending = true;
+		}
 	}
-	/* The lock stays cached: see above. */
 	pthread_mutex_unlock(&c->ilk_mu);
 }
 
@@ -580,6 +609,7 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	struct cluster *c = v->cl;
 	struct cl_ilock **pp, *l;
 	uint64_t ino = 0;
+	uint32_t touch = 0;
 	int err;
 
 	/* The lock record sits in the slot's first sector. */
@@ -613,6 +643,7 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	if (l != NULL) {
 		/* Keeps new local users out while we flush and unlock. */
 		l->wanted = true;
+		touch = l->touch;
 	}
 	pthread_mutex_unlock(&c->ilk_mu);
 	pthread_mutex_lock(&v->meta_lock);
@@ -623,13 +654,16 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	l = *pp;
 	if (err < 0) {
 		/* Keep the lock: what it covers may not be home. */
-	} else if (cl_busy(l)) {
-		err = -EBUSY;   /* opened again meanwhile */
+	} else if (cl_busy(l) || (l != NULL && l->touch != touch)) {
+		/* Opened (and maybe written and closed) meanwhile: its
+		 * changes may postdate the flush. Asked again next scan. */
+		err = -EBUSY;
 	} else {
 		err = lockd_unlock(v->ld, lock_addr);
 		if (l != NULL && err == 0) {
 			l->mode = LUNFS_LOCK_FREE;
 			l->stale = false;
+			l->closed_ns = 0;
 			if (l->nwait == 0) {
 				*pp = l->next;
 				free(l);
@@ -646,6 +680,93 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 		cluster_inval(v, ino);
 	}
 	return err;
+}
+
+/* ---- giving up the locks of closed files ------------------------------------ */
+
+/* At most this many locks per sweep: one flush covers them all, and a
+ * larger backlog is simply taken by the next sweep. */
+#define CL_SWEEP_MAX 64u
+
+/* The lockd tick (every monitor scan): give up the lock of every file whose
+ * last open here closed at least an interval ago and that nothing here uses.
+ * The grace interval keeps a lock across the open-close-open bursts of a
+ * hypervisor starting a VM, and one flush covers every lock of a sweep.
+ * The flush runs with `wanted` set (new uses wait); an open meanwhile bumps
+ * touch, and the lock is then kept (its changes may postdate the flush).
+ * VMFS semantics: once a VM's image is closed, no host holds it, and
+ * `lunfs locks` shows it free (a cached lock would be handed over on
+ * request all the same; this makes the state visible and the next open on
+ * another host immediate). */
+static void cluster_idle_sweep(void *arg)
+{
+	struct lunfs_vol *v = arg;
+	struct cluster *c = v->cl;
+	uint64_t grace = lockd_timeouts(v->ld)->interval_ns;
+	uint64_t now = cl_now_ns(), inos[CL_SWEEP_MAX], addr;
+	uint32_t touch[CL_SWEEP_MAX];
+	bool freed[CL_SWEEP_MAX];
+	unsigned n = 0;
+	bool more = false;
+	int err;
+
+	pthread_mutex_lock(&c->ilk_mu);
+	if (!c->closed_pending) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return;
+	}
+	for (unsigned b = 0; b < CL_ILOCK_BUCKETS; b++) {
+		for (struct cl_ilock *l = c->tab[b]; l != NULL; l = l->next) {
+			if (l->closed_ns == 0) {
+				continue;
+			}
+			if (l->mode == LUNFS_LOCK_FREE || cl_busy(l) || l->wanted ||
+			    now - l->closed_ns < grace || n == CL_SWEEP_MAX) {
+				more = more || l->mode != LUNFS_LOCK_FREE;
+				continue;
+			}
+			l->wanted = true;
+			inos[n] = l->ino;
+			touch[n] = l->touch;
+			n++;
+		}
+	}
+	c->closed_pending = more || n > 0;
+	pthread_mutex_unlock(&c->ilk_mu);
+	if (n == 0) {
+		return;
+	}
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_flush_home(v->jnl);
+	pthread_mutex_unlock(&v->meta_lock);
+	pthread_mutex_lock(&c->ilk_mu);
+	for (unsigned i = 0; i < n; i++) {
+		struct cl_ilock **pp = cl_ilock_slot(c, inos[i]), *l = *pp;
+
+		freed[i] = false;
+		if (l == NULL) {
+			continue;
+		}
+		l->wanted = false;
+		if (err == 0 && !cl_busy(l) && l->touch == touch[i] && l->closed_ns != 0 &&
+		    cl_lock_addr(v, inos[i], &addr) == 0 && lockd_unlock(v->ld, addr) == 0) {
+			l->mode = LUNFS_LOCK_FREE;
+			l->stale = false;
+			l->closed_ns = 0;
+			freed[i] = true;
+			if (l->nwait == 0) {
+				*pp = l->next;
+				free(l);
+			}
+		}
+	}
+	pthread_cond_broadcast(&c->ilk_cv);
+	pthread_mutex_unlock(&c->ilk_mu);
+	for (unsigned i = 0; i < n; i++) {
+		if (freed[i]) {
+			cluster_inval(v, inos[i]);
+		}
+	}
 }
 
 /* ---- uses: coherence of namespace operations and attributes --------------- */
@@ -750,6 +871,7 @@ int cluster_use(struct lunfs_vol *v, uint64_t ino, bool excl, bool wait)
 		}
 	}
 	l->nuse++;
+	l->touch++;
 	err = l->stale ? 1 : 0;
 	pthread_mutex_unlock(&c->ilk_mu);
 	return err;
@@ -868,6 +990,7 @@ int cluster_attach(struct lunfs_vol *v)
 	}
 	lockd_set_recover(v->ld, cluster_recover_cb, v);
 	lockd_set_release(v->ld, cluster_release_cb, v);
+	lockd_set_tick(v->ld, cluster_idle_sweep, v);
 	return 0;
 }
 
@@ -876,6 +999,7 @@ void cluster_detach(struct lunfs_vol *v)
 	/* Waits for a scan that is running a callback to finish. */
 	lockd_set_recover(v->ld, NULL, NULL);
 	lockd_set_release(v->ld, NULL, NULL);
+	lockd_set_tick(v->ld, NULL, NULL);
 }
 
 void cluster_free(struct lunfs_vol *v)

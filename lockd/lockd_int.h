@@ -79,6 +79,8 @@ struct lunfs_lockd {
 	void *recover_arg;
 	lockd_release_fn release;
 	void *release_arg;
+	lockd_tick_fn tick;
+	void *tick_arg;
 	uint32_t *req_done;            /* [requester * 8 + entry]: serial handled */
 	uint64_t *req_done_gen;        /* [requester]: its generation then */
 	uint32_t req_serial;           /* beat_mu: last request serial we used */

@@ -362,9 +362,20 @@ int lockd_monitor_scan(struct lunfs_lockd *ld)
 	if (err == 0) {
 		err = e;
 	}
+	if (ld->tick != NULL) {
+		ld->tick(ld->tick_arg);
+	}
 out:
 	pthread_mutex_unlock(&ld->act_mu);
 	return err;
+}
+
+void lockd_set_tick(struct lunfs_lockd *ld, lockd_tick_fn fn, void *arg)
+{
+	pthread_mutex_lock(&ld->act_mu);
+	ld->tick = fn;
+	ld->tick_arg = arg;
+	pthread_mutex_unlock(&ld->act_mu);
 }
 
 enum lockd_host_state lockd_host_state(struct lunfs_lockd *ld, uint32_t slot, uint64_t *gen)

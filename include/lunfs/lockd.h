@@ -177,6 +177,12 @@ void lockd_set_recover(struct lunfs_lockd *ld, lockd_recover_fn fn, void *arg);
  * incarnation of our slot is cleared by lockd itself. */
 typedef int (*lockd_release_fn)(void *arg, uint64_t lock_addr, uint8_t wanted_mode);
 void lockd_set_release(struct lunfs_lockd *ld, lockd_release_fn fn, void *arg);
+/* Called at the end of every monitor scan (about every quarter interval),
+ * after recovery and hand-offs, under the same rules as the other
+ * callbacks: for the upper layer's periodic lock housekeeping (giving up
+ * locks nobody here uses any more). NULL: none. */
+typedef void (*lockd_tick_fn)(void *arg);
+void lockd_set_tick(struct lunfs_lockd *ld, lockd_tick_fn fn, void *arg);
 /* lockd_lock, but while a live host holds the lock in a conflicting mode,
  * ask it (request in the record and in our heartbeat slot) and wait, up to
  * timeout_ms on our clock. -EBUSY at the timeout, *holder_slot = holder. */

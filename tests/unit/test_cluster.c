@@ -27,6 +27,7 @@
 #include "lunfs/check.h"
 #include "lunfs/dev.h"
 #include "lunfs/fs.h"
+#include "lunfs/lock.h"
 #include "lunfs/lockd.h"
 #include "lunfs/volume.h"
 
@@ -382,6 +383,50 @@ START_TEST(test_cluster_open_excl)
 }
 END_TEST
 
+/* The mode of ino's lock record as `obs` reads it. */
+static uint8_t lock_mode_on_disk(struct host *obs, uint64_t ino)
+{
+	struct lunfs_lock rec;
+	uint64_t addr = 0;
+
+	ck_assert_int_eq(layout_ino_addr(&obs->v->sb, ino, &addr), 0);
+	ck_assert_int_eq(lockd_read(obs->v->ld, addr, &rec), 0);
+	return rec.mode;
+}
+
+/* Closing the last open on a host gives the lock up by itself (the idle
+ * sweep, about an interval later), with what the host wrote home: the
+ * record is free on disk without anyone asking, and B then reads A's
+ * bytes. An open again before the sweep keeps the lock. */
+START_TEST(test_cluster_close_releases)
+{
+	struct host a, b;
+	struct lunfs_fh *fa = NULL, *fb = NULL;
+	uint64_t img;
+	unsigned ms;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	img = file_make(&a, "vm.img", 256 * KiB, 4);
+	ck_assert_int_eq(fsop_open(a.v, img, O_RDWR, &fa), 0);
+	ck_assert_uint_eq(lock_mode_on_disk(&b, img), LUNFS_LOCK_EXCLUSIVE);
+	file_append(&a, img, 64 * KiB, 5);
+	ck_assert_int_eq(fsop_release(a.v, fa), 0);
+	for (ms = 0; ms < WAIT_MAX_MS && lock_mode_on_disk(&b, img) != LUNFS_LOCK_FREE; ms += 20) {
+		sleep_ms(20);
+	}
+	ck_assert_msg(ms < WAIT_MAX_MS, "A still holds the lock of a file it closed");
+	ck_assert_int_eq(fsop_open(b.v, img, O_RDWR, &fb), 0);
+	file_expect(&b, img, 0, 256 * KiB, 4);
+	file_expect(&b, img, 256 * KiB, 64 * KiB, 5);
+	ck_assert_int_eq(fsop_release(b.v, fb), 0);
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("close_releases");
+}
+END_TEST
+
 /* A multi-writer file is written from two hosts at once, in place; a
  * write that would allocate is refused. */
 START_TEST(test_cluster_multiwriter)
@@ -718,6 +763,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, test_cluster_open_excl);
 	tcase_add_test(tc, test_cluster_multiwriter);
 	tcase_add_test(tc, test_cluster_takeover);
+	tcase_add_test(tc, test_cluster_close_releases);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("increment3");
 	tcase_add_checked_fixture(tc, setup, teardown);
