@@ -522,6 +522,9 @@ static int dev_fault_caw(struct lunfs_dev *dev, uint64_t off, const void *expect
 			err = -ENOMEM;
 		} else {
 			old = NULL;
+			pthread_mutex_lock(&f->mu);
+			f->stats.caws_applied++;
+			pthread_mutex_unlock(&f->mu);
 		}
 	}
 	pthread_mutex_unlock(&f->order_lock);

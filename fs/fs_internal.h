@@ -102,6 +102,8 @@ struct jnl_handle;
 int jnl_open(struct lunfs_vol *v, uint32_t slot, uint64_t owner_gen, struct jnl **out);
 /* Commit, checkpoint, mark clean. */
 int jnl_close(struct jnl *j);
+/* Stop the commit timer and free, writing nothing (vol_abandon). */
+void jnl_abandon(struct jnl *j);
 /* Start an atomic operation that will dirty at most `credits` sectors or
  * blocks; joins the running compound transaction. */
 int jnl_start(struct jnl *j, unsigned credits, struct jnl_handle **out);
@@ -201,6 +203,10 @@ struct lunfs_vol {
 /* ---- vol (fs/vol.c, fs/fsops*.c) ------------------------------------------ */
 /* Release every open handle still on fh_list (unmount). */
 void fsop_release_all(struct lunfs_vol *v);
+/* Free every handle still on fh_list without releasing it: no lock, no
+ * open count, no reclaim (vol_abandon: the inodes and locks go with the
+ * whole context). */
+void fsop_fh_abandon_all(struct lunfs_vol *v);
 
 /* ---- cluster (fs/cluster.c) ------------------------------------------------
  * Dead-host recovery and lock hand-off as lockd callbacks. attach/detach

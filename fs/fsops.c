@@ -1654,6 +1654,33 @@ void fsop_release_all(struct lunfs_vol *v)
 	}
 }
 
+void fsop_fh_abandon_all(struct lunfs_vol *v)
+{
+	pthread_mutex_lock(&v->fh_lock);
+	while (v->fh_list != NULL) {
+		struct lunfs_fh *fh = v->fh_list;
+
+		v->fh_list = fh->next;
+		free(fh);
+	}
+	pthread_mutex_unlock(&v->fh_lock);
+}
+
+size_t fsop_open_inos(struct lunfs_vol *v, uint64_t *out, size_t max)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&v->fh_lock);
+	for (struct lunfs_fh *fh = v->fh_list; fh != NULL; fh = fh->next) {
+		if (n < max) {
+			out[n] = fh->im->ino;
+		}
+		n++;
+	}
+	pthread_mutex_unlock(&v->fh_lock);
+	return n;
+}
+
 ssize_t fsop_read(struct lunfs_vol *v, struct lunfs_fh *fh, void *buf, size_t len, uint64_t off)
 {
 	if (S_ISDIR(fh->im->di.mode)) {

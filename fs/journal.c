@@ -993,6 +993,19 @@ int jnl_close(struct jnl *j)
 	return err;
 }
 
+/* A fenced mount (vol_abandon): stop the timer and free, writing nothing.
+ * The ring and the journal superblock stay as they are on disk: the
+ * recoverer replays them, and our slot's journal may already belong to
+ * another host. */
+void jnl_abandon(struct jnl *j)
+{
+	if (j == NULL) {
+		return;
+	}
+	jnl_timer_stop(j);
+	jnl_free(j);
+}
+
 /* Before a lock that covers metadata leaves this host, nothing of what it
  * covers may stay in our ring: were we to die later, the recoverer's
  * replay would write those (by then old) images over the next holder's

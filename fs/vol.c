@@ -8,9 +8,10 @@
  *      read-write mount; HMAC and ENCRYPT volumes are refused until the
  *      key handling exists (without the key we could neither verify nor
  *      seal their records, and writing unsealed ones would corrupt them);
- *   2. lockd_join: our heartbeat slot. A stable host identity matters: a
- *      host that crashed gets its own slot back (lockd matches the UUID),
- *      so step 4 replays its own journal. With no UUID given we derive one
+ *   2. lockd_join: our heartbeat slot, with the volume's compare-and-write
+ *      backend (PAXOS or LOCAL, fixed at mkfs). A stable host identity
+ *      matters: a host that crashed gets its own slot back (lockd matches
+ *      the UUID), so step 4 replays its own journal. With no UUID given we derive one
  *      from the host name (SHA-256("lunfs-host:" + name), first 16 bytes),
  *      which is stable across reboots without any state on the host;
  *   3. the metadata cache;
@@ -25,6 +26,16 @@
  * Unmount is the reverse: commit and checkpoint (jnl_close marks the
  * journal CLEAN, so the next mount replays nothing), drop the inodes,
  * release the allocator's cluster locks, leave the heartbeat slot.
+ *
+ * Abandon (a fenced mount, DESIGN 5.5) is unmount without a single write:
+ * fence lockd first, so that every lockd write and every lease-checked
+ * submit refuses from then on, whatever runs; detach the cluster callbacks
+ * (waits for a running one); then free the journal (timer stopped, nothing
+ * committed), the open handles (nothing released), the inodes, the
+ * allocator (its lock releases are refused by the fence: the records stay
+ * as the recoverer expects), the cache; last lockd (heartbeat and monitor
+ * threads joined). The recoverer replays our journal and frees our slot;
+ * the caller then mounts again, as a new generation.
  *
  * A read-only mount still claims a slot (others must see us as a reader,
  * the cluster issue) but never starts a journal handle: every change
@@ -177,6 +188,7 @@ static int vol_identity(struct lunfs_vol *v, const struct lunfs_mount_opts *o,
 	memcpy(lo->host_uuid, v->opts.host_uuid, LUNFS_UUID_SIZE);
 	lo->no_thread = o->no_hb_thread;
 	lo->clock = o->clock;
+	lo->lock_log = o->lock_log;
 	return 0;
 }
 
@@ -248,6 +260,9 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 	if (err < 0) {
 		goto out_free;
 	}
+	/* The volume's backend, fixed at mkfs: there is no option to mount
+	 * with the other one, which would not exclude this volume's hosts. */
+	lo.caw = lockd_caw_backend(&v->sb);
 	err = lockd_join(dev, &v->sb, &v->codec, &lo, &v->ld);
 	if (err == -EBUSY) {
 		vol_why(o, "this host is already mounted on the volume (its heartbeat slot is live)");
@@ -372,6 +387,36 @@ int vol_unmount(struct lunfs_vol *v)
 	return err;
 }
 
+bool vol_fenced(struct lunfs_vol *v)
+{
+	return v != NULL && lockd_fenced(v->ld);
+}
+
+void vol_abandon(struct lunfs_vol *v)
+{
+	if (v == NULL) {
+		return;
+	}
+	/* First: from here on nothing of this incarnation may reach the
+	 * disk, also if it was not fenced by another host (then it is a
+	 * crash as far as the disk is concerned). */
+	lockd_fence(v->ld);
+	cluster_detach(v);
+	pthread_mutex_lock(&v->meta_lock);
+	jnl_abandon(v->jnl);
+	/* Before the inodes: handles point at them. */
+	fsop_fh_abandon_all(v);
+	icache_destroy(v->ic);
+	alloc_close(v->alloc);
+	pthread_mutex_unlock(&v->meta_lock);
+	mc_destroy(v->mc);
+	lockd_abandon(v->ld);
+	cluster_free(v);
+	pthread_mutex_destroy(&v->fh_lock);
+	pthread_mutex_destroy(&v->meta_lock);
+	free(v);
+}
+
 void vol_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), void *arg)
 {
 	cluster_set_inval(v, fn, arg);
@@ -385,6 +430,16 @@ const struct lunfs_super *vol_super(const struct lunfs_vol *v)
 uint64_t vol_root_ino(const struct lunfs_vol *v)
 {
 	return v->sb.root_ino;
+}
+
+uint32_t vol_slot(const struct lunfs_vol *v)
+{
+	return v->slot;
+}
+
+uint64_t vol_gen(const struct lunfs_vol *v)
+{
+	return v->gen;
 }
 
 int fsop_statfs(struct lunfs_vol *v, struct lunfs_statfs *out)

@@ -97,6 +97,10 @@ static int vol_super_build(struct lunfs_dev *dev, const struct lunfs_vol_create_
 		set_why(o, "the label is longer than 64 bytes");
 		return -EINVAL;
 	}
+	if (o->caw != LUNFS_CAW_LOCAL && o->caw != LUNFS_CAW_PAXOS) {
+		set_why(o, "the compare-and-write backend must be local or paxos");
+		return o->caw == LUNFS_CAW_SCSI ? -EOPNOTSUPP : -EINVAL;
+	}
 	if (p.sector_size == 0) {
 		p.sector_size = dev->sector_size;
 	}
@@ -122,7 +126,8 @@ static int vol_super_build(struct lunfs_dev *dev, const struct lunfs_vol_create_
 	sb->flags = 0;
 	sb->feat_compat = 0;
 	sb->feat_ro_compat = 0;
-	sb->feat_incompat = 0;
+	/* The backend is the volume's, not a host's (FORMAT 18.8). */
+	sb->feat_incompat = o->caw == LUNFS_CAW_PAXOS ? LUNFS_FEAT_INCOMPAT_PAXOS : 0;
 	sb->meta_block_size = LUNFS_META_BLOCK_SIZE;
 	if (memcmp(o->uuid, zero_uuid, sizeof(zero_uuid)) != 0) {
 		memcpy(sb->uuid, o->uuid, LUNFS_UUID_SIZE);

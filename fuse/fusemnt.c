@@ -479,7 +479,7 @@ out:
 static int fm_open_volume(struct fusemnt *m)
 {
 	struct lunfs_dev_file_opts dopts = {
-		.caw = LUNFS_CAW_LOCAL,
+		.caw = LUNFS_CAW_LOCAL, /* the device's own; vol_mount runs the volume's (mkfs --caw) */
 	};
 	struct lunfs_super sb;
 	const char *why = NULL;
@@ -512,6 +512,7 @@ static int fm_open_volume(struct fusemnt *m)
 	m->mo.discard = m->o.discard;
 	m->mo.commit_interval_ms = m->o.commit_ms;
 	m->mo.cache_bytes = m->o.cache_bytes;
+	m->mo.lock_log = getenv("LUNFS_LOCK_LOG");  /* test farms' grant log (lockd/grantlog.c) */
 	m->mo.why = &why;
 	ret = vol_mount(m->dev, &m->mo, &m->vol);
 	m->mo.why = NULL;

@@ -165,16 +165,20 @@ static void hb_slot_fill(struct lunfs_lockd *ld, const struct lockd_opts *o, uin
 /*
  * PAXOS mode (lockd_opts.caw). Disk Paxos needs a slot to take part, so the
  * slot itself is won by timing: a delta lease (Chockler and Malkhi 2004, as
- * sanlock's delta_lease.c). With D = io_deadline:
+ * sanlock's delta_lease.c). With D = io_deadline, C = D / 8 (the claim
+ * window) and W = (C + D)(1 + 1/1024) (the join wait; both derived in
+ * lockd/timeouts.c, which also gives the proof):
  *   re-read the chosen slot; if it is not the image the choice was made on,
  *   lose. Write our claim (JOINING, generation + 1) with a plain write, at
- *   most D after that read was submitted (else lose: the read is too old to
- *   act on), flush, wait 3 D, read it back: ours still -> write LIVE.
- * Why 3 D: a rival that read the slot before our claim landed (<= t + D,
- * t = our submit) submits its own claim within D of its read (<= t + 2 D),
- * and it lands within D (<= t + 3 D): by the time we read back, a rival
- * claim that could overwrite ours has landed, and the last writer is the
- * only one that reads its own claim back. Both can lose; both cannot win.
+ *   most C after that read was submitted (else lose, having written
+ *   nothing: the read is too old to act on), flush, wait W, read it back:
+ *   ours still -> write LIVE.
+ * Why W: a rival claim that can overwrite ours comes from a read submitted
+ * before our claim landed (<= t, t = our write's completion); it was
+ * submitted within C of that read and lands within D of its submission
+ * (<= t + C + D): by the time we read back, every such claim has landed,
+ * and the last writer is the only one that reads its own claim back. Both
+ * can lose; both cannot win.
  * Renewals: plain writes while our lease is valid (nobody may judge us dead
  * before T, and a write submitted before F lands before T - I), each after
  * reading the slot back (a changed slot: fenced, as a failed CAW is in LOCAL
@@ -200,7 +204,7 @@ static int hb_delta_claim(struct lunfs_lockd *ld, uint32_t i, const uint8_t *exp
 	}
 	s->state = LUNFS_HB_JOINING;
 	hb_encode(&ld->codec, s, addr, rep);
-	if (lockd_now(ld) - t_read > ld->to.io_deadline_ns) {
+	if (lockd_now(ld) - t_read > ld->to.claim_ns) {
 		return -ECANCELED;
 	}
 	err = dev_write(ld->lower, rep, ss, addr);
@@ -210,7 +214,7 @@ static int hb_delta_claim(struct lunfs_lockd *ld, uint32_t i, const uint8_t *exp
 	if (err < 0) {
 		return err;
 	}
-	ld->clock.sleep_ns(ld->clock.arg, 3 * ld->to.io_deadline_ns);
+	ld->clock.sleep_ns(ld->clock.arg, ld->to.join_wait_ns);
 	err = dev_read(ld->lower, tmp, ss, addr);
 	if (err < 0) {
 		return err;
@@ -355,6 +359,9 @@ static int hb_claim(struct lunfs_lockd *ld, const struct lockd_opts *o)
 		ld->hb_addr = layout_hb_addr(&ld->sb, (uint32_t)i);
 		memset(rep, 0, ss);
 		hb_encode(&ld->codec, &s, ld->hb_addr, rep);
+		/* Grant log: a new generation of slot i ends every hold of
+		 * the earlier ones; logged before the claim is written. */
+		lockd_grantlog_slot(ld, "join", (uint32_t)i, s.generation, lockd_grantlog_now());
 		submit = lockd_now(ld);
 		if (ld->caw == LUNFS_CAW_PAXOS) {
 			err = hb_delta_claim(ld, (uint32_t)i, region + (uint64_t)i * ss, &s, rep, tmp, &submit);
@@ -427,6 +434,7 @@ static void *hb_thread_main(void *arg)
 
 static void hb_state_free(struct lunfs_lockd *ld)
 {
+	lockd_grantlog_close(ld);
 	lockd_mon_fini(ld);
 	lockd_table_free(ld);
 	pthread_mutex_destroy(&ld->lock_mu);
@@ -452,6 +460,7 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 	if (ld == NULL) {
 		return -ENOMEM;
 	}
+	ld->grantlog_fd = -1;
 	ld->dev = dev;
 	ld->lower = dev;
 	ld->caw = o->caw;
@@ -481,12 +490,20 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 	pthread_condattr_destroy(&ca);
 	pthread_mutex_init(&ld->lock_mu, NULL);
 	err = lockd_mon_init(ld, o->clock);
+	if (err == 0) {
+		err = lockd_grantlog_open(ld, o->lock_log);
+	}
 	if (err < 0) {
 		hb_state_free(ld);
 		return err;
 	}
 	*out = ld;
 	return 0;
+}
+
+enum lunfs_caw_backend lockd_caw_backend(const struct lunfs_super *sb)
+{
+	return (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_PAXOS) != 0 ? LUNFS_CAW_PAXOS : LUNFS_CAW_LOCAL;
 }
 
 int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct lunfs_codec *c,
@@ -502,6 +519,9 @@ int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct
 	if (dev->sector_size > sb->sector_size ||
 	    (o->caw != LUNFS_CAW_LOCAL && o->caw != LUNFS_CAW_PAXOS)) {
 		return -EOPNOTSUPP;
+	}
+	if (o->caw == LUNFS_CAW_LOCAL && lockd_caw_backend(sb) == LUNFS_CAW_PAXOS) {
+		return -EMEDIUMTYPE;
 	}
 	err = hb_state_alloc(dev, sb, c, o, &ld);
 	if (err < 0) {
@@ -628,8 +648,13 @@ int lockd_leave(struct lunfs_lockd *ld)
 		return 0;
 	}
 	ss = ld->sb.sector_size;
-	hb_thread_stop(ld);
+	/* The monitor first: its callbacks may still take and drop locks. */
+	lockd_mon_stop(ld);
+	/* Renewals go on while we give our locks back: a host with many
+	 * cached locks (100k files created) takes longer than the fence time
+	 * to release them, and a lapsed lease refuses every release. */
 	ret = lockd_release_all(ld);
+	hb_thread_stop(ld);
 
 	rep = dev_buf_alloc(ss);
 	if (rep == NULL) {
@@ -741,4 +766,21 @@ const struct lunfs_hb_slot *lockd_self(const struct lunfs_lockd *ld)
 const struct lockd_timeouts *lockd_timeouts(const struct lunfs_lockd *ld)
 {
 	return &ld->to;
+}
+
+bool lockd_fenced(struct lunfs_lockd *ld)
+{
+	bool fenced;
+
+	pthread_mutex_lock(&ld->hb_mu);
+	fenced = ld->fenced;
+	pthread_mutex_unlock(&ld->hb_mu);
+	return fenced;
+}
+
+void lockd_fence(struct lunfs_lockd *ld)
+{
+	pthread_mutex_lock(&ld->hb_mu);
+	ld->fenced = true;
+	pthread_mutex_unlock(&ld->hb_mu);
 }

@@ -36,7 +36,9 @@
  * by definition and is taken over.
  *
  * Release: EXCLUSIVE -> FREE; a shared bit cleared, the lock becoming FREE
- * with its last holder. The payload (a cluster summary) survives both.
+ * with its last holder. The payload (a cluster summary) survives both. A
+ * fenced incarnation (lockd_fenced) only forgets its table: it writes
+ * nothing, and recovery has freed or will free what it held.
  *
  * The table of locks we hold (address -> mode) makes lockd_lock reentrant
  * and lets lockd_leave release everything. lock_mu is held across each
@@ -248,12 +250,42 @@ static void lock_grant(struct lunfs_lockd *ld, struct lunfs_lock *l, uint8_t mod
 	}
 }
 
+/* The grant log's lines for a grant that has just succeeded: first every
+ * claim the CAW displaced (`old` is the record before lock_grant), then
+ * the grant. A takeover is only ever of an incarnation that is over (the
+ * grant rules above), which the checker verifies against the log. Our own
+ * bit is ours now when our table had the lock (a mode change of a hold of
+ * this incarnation); otherwise an earlier incarnation of our slot left it. */
+static void lock_log_grant(struct lunfs_lockd *ld, const struct lunfs_lock *old, uint8_t mode,
+			   bool reset, bool in_table)
+{
+	uint64_t ts;
+
+	if (!lockd_grantlog_on(ld)) {
+		return;
+	}
+	ts = lockd_grantlog_now();
+	if (old->mode == LUNFS_LOCK_EXCLUSIVE && old->owner_slot != 0 &&
+	    !(old->owner_slot == ld->slot + 1u && old->owner_gen == ld->gen)) {
+		lockd_grantlog_takeover(ld, old->kind, old->lock_id, LUNFS_LOCK_EXCLUSIVE,
+					old->owner_slot - 1u, old->owner_gen, ts);
+	} else if (old->mode == LUNFS_LOCK_SHARED || old->mode == LUNFS_LOCK_MULTIWRITER) {
+		for (uint32_t s = 0; s < LUNFS_LOCK_HOLDER_BYTES * 8u; s++) {
+			if (!lock_holder_test(old, s) || (s == ld->slot ? in_table : !reset)) {
+				continue;
+			}
+			lockd_grantlog_takeover(ld, old->kind, old->lock_id, old->mode, s, 0, ts);
+		}
+	}
+	lockd_grantlog_lock(ld, "grant", old->kind, old->lock_id, mode, ts);
+}
+
 int lockd_lock(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_t id,
 	       uint8_t mode, uint32_t *holder_slot)
 {
 	uint32_t ss = ld->sb.sector_size;
 	struct lockd_held_lock *h;
-	struct lunfs_lock l;
+	struct lunfs_lock l, old;
 	uint8_t *img = NULL, *rep = NULL;
 	int err;
 
@@ -295,6 +327,10 @@ int lockd_lock(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_
 			goto out;
 		}
 		if (lock_is_ours_excl(ld, &l)) {
+			/* Ours on disk but not (exclusively) in our table:
+			 * the hold is real from at least this read on. */
+			lockd_grantlog_lock(ld, "grant", l.kind, l.lock_id, LUNFS_LOCK_EXCLUSIVE,
+					    lockd_grantlog_now());
 			err = lock_table_set(ld, lock_addr, LUNFS_LOCK_EXCLUSIVE);
 			goto out;
 		}
@@ -313,6 +349,7 @@ int lockd_lock(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_
 		 * the same shared mode; otherwise nobody else (alive) holds
 		 * it and stale bits and owners are dropped. */
 		reset = !(l.mode == mode && mode != LUNFS_LOCK_EXCLUSIVE);
+		old = l;
 		lock_grant(ld, &l, mode, reset);
 		err = lock_record_caw(ld, lock_addr, img, &l, rep);
 		if (err == -ECANCELED) {
@@ -322,6 +359,9 @@ int lockd_lock(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t kind, uint64_
 		if (err < 0) {
 			goto out;
 		}
+		/* Logged only now that the CAW has succeeded: the logged
+		 * hold starts inside the real one (lockd/grantlog.c). */
+		lock_log_grant(ld, &old, mode, reset, h != NULL);
 		err = lock_table_set(ld, lock_addr, mode);
 		goto out;
 	}
@@ -332,12 +372,25 @@ out:
 	return err;
 }
 
-/* Release under lock_mu. Returns 0, -ENOLCK (not ours on disk). */
+/* Release under lock_mu. Returns 0, -ENOLCK (not ours on disk), -EIO (our
+ * lease has lapsed: we may have been judged dead, and our locks are then
+ * the recoverer's to free, after the replay of our journal; the lock stays
+ * ours in the table and on disk). */
 static int lock_release_locked(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t *img, uint8_t *rep)
 {
 	struct lunfs_lock l;
+	uint8_t held_mode;
+	bool logged = false;
 	int err = -EAGAIN;
 
+	/* A fenced incarnation owns nothing on disk any more, and must not
+	 * write: its slot may already be another host's (or our own next
+	 * incarnation's), and a SHARED holder bit carries no generation, so
+	 * clearing "ours" could clear theirs. Its locks are released by
+	 * recovery (the generation is gone). */
+	if (lockd_fenced(ld)) {
+		return -ENOLCK;
+	}
 	for (unsigned attempt = 0; attempt < LOCK_CAW_RETRIES; attempt++) {
 		err = lock_record_read(ld, lock_addr, img, &l);
 		if (err < 0) {
@@ -346,6 +399,7 @@ static int lock_release_locked(struct lunfs_lockd *ld, uint64_t lock_addr, uint8
 		if (err == 1) {
 			return -ENOLCK;
 		}
+		held_mode = l.mode;
 		if (lock_is_ours_excl(ld, &l)) {
 			l.mode = LUNFS_LOCK_FREE;
 			l.owner_slot = 0;
@@ -358,6 +412,18 @@ static int lock_release_locked(struct lunfs_lockd *ld, uint64_t lock_addr, uint8
 			}
 		} else {
 			return -ENOLCK;
+		}
+		/* Check, then act: the window is this one CAW. */
+		err = lockd_check_lease(ld);
+		if (err < 0) {
+			return err;
+		}
+		/* Logged before the releasing CAW is submitted (the logged
+		 * hold ends inside the real one); once, however many
+		 * attempts the CAW takes. */
+		if (!logged) {
+			lockd_grantlog_lock(ld, "release", l.kind, l.lock_id, held_mode, lockd_grantlog_now());
+			logged = true;
 		}
 		err = lock_record_caw(ld, lock_addr, img, &l, rep);
 		if (err != -ECANCELED) {
@@ -386,7 +452,9 @@ int lockd_unlock(struct lunfs_lockd *ld, uint64_t lock_addr)
 	}
 	err = lock_release_locked(ld, lock_addr, img, rep);
 	/* Not ours on disk any more (taken over after we were judged
-	 * dead): forget it all the same, there is nothing to release. */
+	 * dead): forget it all the same, there is nothing to release. A
+	 * lapsed lease (-EIO) keeps it: still ours, in the table as on
+	 * disk, released again later or freed by our recoverer. */
 	if (err == 0 || err == -ENOLCK) {
 		lock_table_del(ld, lock_addr);
 		err = err == -ENOLCK ? -ESTALE : 0;
@@ -404,6 +472,7 @@ int lockd_release_all(struct lunfs_lockd *ld)
 	uint32_t ss = ld->sb.sector_size;
 	uint8_t *img = dev_buf_alloc(ss);
 	uint8_t *rep = dev_buf_alloc(ss);
+	unsigned excl_released = 0;
 	int ret = 0;
 
 	if (img == NULL || rep == NULL) {
@@ -411,11 +480,27 @@ int lockd_release_all(struct lunfs_lockd *ld)
 		goto out;
 	}
 	pthread_mutex_lock(&ld->lock_mu);
+	/* Every hold of this incarnation ends here: the slot goes FREE
+	 * after these releases, which frees whatever one of them misses. */
+	lockd_grantlog_slot(ld, "leave", ld->slot, ld->gen, lockd_grantlog_now());
 	for (unsigned b = 0; b < LOCKD_HELD_BUCKETS; b++) {
 		while (ld->held[b] != NULL) {
 			uint64_t addr = ld->held[b]->addr;
-			int err = lock_release_locked(ld, addr, img, rep);
+			int err = 0;
 
+			/* Exclusive holds name our generation, which the FREE
+			 * slot voids: past the first few, releasing them one
+			 * compare-and-write at a time would only make the
+			 * unmount of a host that created 100k files take
+			 * minutes. Shared bits carry no generation and would
+			 * outlive us in the slot's next incarnation: always
+			 * released. */
+			if (ld->held[b]->mode != LUNFS_LOCK_EXCLUSIVE) {
+				err = lock_release_locked(ld, addr, img, rep);
+			} else if (excl_released < LOCKD_LEAVE_RELEASE_MAX) {
+				err = lock_release_locked(ld, addr, img, rep);
+				excl_released++;
+			}
 			if (err < 0 && err != -ENOLCK && ret == 0) {
 				ret = err;
 			}
@@ -565,6 +650,9 @@ int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr)
 	uint8_t *img = dev_buf_alloc(ss);
 	uint8_t *rep = dev_buf_alloc(ss);
 	struct lunfs_lock l;
+	uint8_t held_mode;
+	uint64_t old_gen;
+	bool logged = false;
 	int err;
 
 	if (img == NULL || rep == NULL) {
@@ -592,6 +680,8 @@ int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr)
 		}
 		/* Not in our table, so whatever the record says about our
 		 * slot was written by an earlier incarnation of it. */
+		held_mode = l.mode;
+		old_gen = l.mode == LUNFS_LOCK_EXCLUSIVE ? l.owner_gen : 0;
 		if (l.mode == LUNFS_LOCK_EXCLUSIVE && l.owner_slot == ld->slot + 1u) {
 			l.mode = LUNFS_LOCK_FREE;
 			l.owner_slot = 0;
@@ -606,8 +696,19 @@ int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr)
 			err = 0;
 			goto out;
 		}
+		/* Or by this one, if a grant's table entry could not be
+		 * made (ENOMEM): a release of ours, logged before the CAW
+		 * like every release (a no-op for the checker otherwise). */
+		if (!logged) {
+			lockd_grantlog_lock(ld, "release", l.kind, l.lock_id, held_mode, lockd_grantlog_now());
+			logged = true;
+		}
 		err = lock_record_caw(ld, lock_addr, img, &l, rep);
 		if (err == 0) {
+			if (old_gen != 0 && old_gen != ld->gen) {
+				lockd_grantlog_takeover(ld, l.kind, l.lock_id, held_mode, ld->slot, old_gen,
+							lockd_grantlog_now());
+			}
 			err = 1;
 			goto out;
 		}

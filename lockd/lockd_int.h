@@ -27,6 +27,10 @@ struct lockd_held_lock {
 };
 
 #define LOCKD_HELD_BUCKETS 1024u
+/* lockd_release_all releases at most this many exclusive holds one by one
+ * (so that `lunfs locks` shows a cleanly departed host holding nothing);
+ * the rest are voided by the slot going FREE. */
+#define LOCKD_LEAVE_RELEASE_MAX 256u
 
 struct lunfs_lockd {
 	/* Set at join, read-only after. dev is what every lock record and
@@ -45,6 +49,7 @@ struct lunfs_lockd {
 	uint64_t gen;
 	uint64_t hb_addr;
 	struct lunfs_hb_slot joined;   /* the image we claimed (lockd_self) */
+	int grantlog_fd;               /* the lock grant log (lockd/grantlog.c); -1 = none */
 
 	/* beat_mu: serialises renewals (lockd_beat, lockd_leave). */
 	pthread_mutex_t beat_mu;
@@ -157,6 +162,25 @@ void hb_scan_decode(const struct lunfs_super *sb, const struct lunfs_codec *c, c
 /* lockd/hb.c: is (slot, gen) an incarnation that may still hold locks?
  * gen 0 = any generation (holder bits carry none). */
 int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *alive);
+
+/* lockd/grantlog.c: the lock grant log, a test facility (see there for
+ * the records and WHEN each must be written). open: path NULL or "" = no
+ * log; sets grantlog_fd (-1 first, so close is always safe). The record
+ * functions do nothing without a log; TS is lockd_grantlog_now(), taken by
+ * the caller at the instant the record speaks of. */
+int lockd_grantlog_open(struct lunfs_lockd *ld, const char *path);
+void lockd_grantlog_close(struct lunfs_lockd *ld);
+bool lockd_grantlog_on(const struct lunfs_lockd *ld);
+uint64_t lockd_grantlog_now(void);
+/* "grant"/"release" of KIND:ID in `mode` by our (slot, gen). */
+void lockd_grantlog_lock(struct lunfs_lockd *ld, const char *what, uint8_t kind, uint64_t id,
+			 uint8_t mode, uint64_t ts);
+/* We displaced (old_slot, old_gen)'s claim (old_gen 0: a holder bit). */
+void lockd_grantlog_takeover(struct lunfs_lockd *ld, uint8_t kind, uint64_t id, uint8_t old_mode,
+			     uint32_t old_slot, uint64_t old_gen, uint64_t ts);
+/* "recover", "join" or "leave" of (slot, gen). */
+void lockd_grantlog_slot(struct lunfs_lockd *ld, const char *what, uint32_t slot, uint64_t gen,
+			 uint64_t ts);
 
 /* lockd/lockd.c: release every lock in the table (leave). */
 int lockd_release_all(struct lunfs_lockd *ld);

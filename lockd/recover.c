@@ -152,6 +152,12 @@ static int recover_slot(struct lunfs_lockd *ld, uint32_t d, enum recover_action 
 			strerror(-err));
 		return err;
 	}
+	/* The grant log's end of every hold of D's incarnation: before the
+	 * CAW that frees its slot, which is what lets others take its locks
+	 * (lockd/grantlog.c). Not at the claim: from the claim to here the
+	 * locks are still D's, and a grant to anyone in between must show
+	 * up as the double grant it would be. */
+	lockd_grantlog_slot(ld, "recover", d, s->generation, lockd_grantlog_now());
 	s->state = LUNFS_HB_FREE;
 	s->recoverer_slot = 0;
 	s->recoverer_gen = 0;

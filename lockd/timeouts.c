@@ -22,6 +22,40 @@
  * T > F + D is what makes taking the locks safe; the extra I absorbs the
  * observer's sampling.
  *
+ * Joining with a delta lease (PAXOS volumes, lockd/hb.c hb_delta_claim):
+ *   C  = D / 8        claim window: a claimer submits its claim write at
+ *                     most C after it submitted the read of the slot it
+ *                     decided on (else it drops the attempt, writing nothing)
+ *   W  = (C + D) * (1 + 1/1024)   join wait: after our claim write and
+ *                     its flush have completed, wait W, then read the slot
+ *                     back; still ours -> we own it.
+ * Why W is enough. Let t be when our claim write completed; it has landed
+ * by t. A rival's claim can only overwrite ours if the rival's read saw the
+ * slot as it was before any claim landed (a read that sees a claim sees an
+ * image other than the one it decided on, and drops the attempt; a claim
+ * never restores an earlier image, its generation is new). That read was
+ * therefore submitted before t; the rival submitted its write at most C
+ * after submitting the read (< t + C), and that write, in flight for at
+ * most D, has landed or failed by t + C + D. Our read-back is submitted at
+ * t + W >= t + C + D, so it sees every rival claim that will ever land: the
+ * last writer is the only claimer that reads its own claim back, and two
+ * hosts can never both own a slot. The 1/1024 covers the rate difference
+ * of two hosts' clocks (C is timed on the rival's, W on ours; NTP slews by
+ * at most 500 ppm). Nothing here compares timestamps of two hosts.
+ * Minimal: any W < C + D admits a rival whose read just preceded our
+ * landing and whose write takes the full C + D, and lands after we have
+ * read back. C trades join time against how slow a read may be before a
+ * claim attempt is dropped and retried: with the defaults (D = 2 s)
+ * C = 250 ms, far above an idle disk's read (~0.1 ms), and W = 2.25 s,
+ * which keeps a join on an idle volume under 3 s (the old wait, 3 D =
+ * 6 s, counted C as a whole D and started it at our submit, not at our
+ * completion). All claimers must use the same C and D: they are the
+ * superblock's, which every host joins with (a host's own timing applies
+ * from its slot on, not to the claim). Not covered by timing: a claimer
+ * frozen between its elapsed-time check and the submission of its write,
+ * whose claim can then land arbitrarily late (the check-then-act case of
+ * docs/DESIGN.md 5.5; sanlock's delta leases share it).
+ *
  * Clocks: our own lease is judged on CLOCK_BOOTTIME, which keeps counting
  * through a suspend (a resumed host must assume its lease is gone). Other
  * hosts are timed on CLOCK_MONOTONIC (lockd/monitor.c), which stops during
@@ -52,6 +86,10 @@ int lockd_timeouts_compute(uint32_t hb_interval_ms, uint32_t dead_timeout_ms,
 	/* Twice the interval: a host renewing on schedule moves at least
 	 * once in that window even if one beat was late by an interval. */
 	out->watch_ns = 2 * i * NS_PER_MS;
+	/* The delta-lease join (see the top of this file). */
+	out->claim_ns = d * NS_PER_MS / 8;
+	out->join_wait_ns = out->claim_ns + out->io_deadline_ns;
+	out->join_wait_ns += (out->join_wait_ns + 1023) / 1024; /* rounded up: "at least" */
 	return 0;
 }
 

@@ -56,6 +56,7 @@ struct mkfs_args {
 	uint8_t uuid[LUNFS_UUID_SIZE];
 	bool have_uuid;
 	bool force, quiet, dry_run;
+	enum lunfs_caw_backend caw; /* --caw; default PAXOS */
 };
 
 /* Everything mkfs opens, so that one cleanup path closes it all. */
@@ -109,6 +110,14 @@ static void usage_full(FILE *f)
 "                                               + 2 * io-deadline\n"
 "                             Hosts may later run with their own timing; these\n"
 "                             are the volume's defaults.\n"
+"      --caw paxos|local      how hosts compare-and-write lock records and claim\n"
+"                             heartbeat slots, fixed for the life of the volume:\n"
+"                             paxos (default) runs Disk Paxos over plain reads\n"
+"                             and writes, correct between machines on any shared\n"
+"                             disk; local uses locks that only work between\n"
+"                             processes of ONE machine (faster to mount; for\n"
+"                             single-machine farms and tests). Every mount uses\n"
+"                             the volume's choice\n"
 "  -s, --size SIZE            FILE only: create it as a sparse file of SIZE if\n"
 "                             it does not exist, or grow it if it is smaller\n"
 "  -U, --uuid UUID            volume UUID (default: a random one). It must\n"
@@ -128,7 +137,8 @@ static void usage_full(FILE *f)
 "Examples:\n"
 "  " PROG " -L vmstore1 /dev/sdb\n"
 "  " PROG " -s 64T -L test /dev/shm/lunfs.img\n"
-"  " PROG " -n /dev/sdb                 # show the layout only\n");
+"  " PROG " -n /dev/sdb                 # show the layout only\n"
+"  " PROG " --caw local -s 4G /dev/shm/farm.img   # hosts of one machine only\n");
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -176,6 +186,7 @@ enum {
 	OPT_HB_INTERVAL = 256,
 	OPT_DEAD_TIMEOUT,
 	OPT_IO_DEADLINE,
+	OPT_CAW,
 };
 
 /* Returns -1 to go on, or an exit code (help, version, usage error). */
@@ -190,6 +201,7 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 		{ "heartbeat-interval", required_argument, NULL, OPT_HB_INTERVAL },
 		{ "dead-timeout", required_argument, NULL, OPT_DEAD_TIMEOUT },
 		{ "io-deadline", required_argument, NULL, OPT_IO_DEADLINE },
+		{ "caw", required_argument, NULL, OPT_CAW },
 		{ "size", required_argument, NULL, 's' },
 		{ "uuid", required_argument, NULL, 'U' },
 		{ "force", no_argument, NULL, 'f' },
@@ -203,6 +215,8 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 	int c, rc;
 
 	memset(a, 0, sizeof(*a));
+	/* Correct between machines: the default for block devices and files. */
+	a->caw = LUNFS_CAW_PAXOS;
 	/* getopt's own messages ("unrecognized option") are prefixed with
 	 * argv[0]; make them read like ours whatever path we were run by. */
 	argv[0] = (char *)PROG;
@@ -262,6 +276,15 @@ static int parse_args(int argc, char **argv, struct mkfs_args *a)
 			rc = parse_u32_opt("--io-deadline", optarg, &a->layout.io_deadline_ms);
 			if (rc == 0 && a->layout.io_deadline_ms == 0) {
 				return usage_error("--io-deadline %s: must not be zero", optarg);
+			}
+			break;
+		case OPT_CAW:
+			if (strcmp(optarg, "paxos") == 0) {
+				a->caw = LUNFS_CAW_PAXOS;
+			} else if (strcmp(optarg, "local") == 0) {
+				a->caw = LUNFS_CAW_LOCAL;
+			} else {
+				return usage_error("--caw %s: the backend is paxos or local", optarg);
 			}
 			break;
 		case 's':
@@ -375,6 +398,9 @@ out:
 
 static int mkfs_open(struct mkfs_ctx *m)
 {
+	/* The device's own CAW, which mkfs never uses (it writes a volume
+	 * that nobody has joined yet); the volume's backend is --caw, recorded
+	 * in the superblock. */
 	struct lunfs_dev_file_opts fo = {
 		.read_only = m->a.dry_run,
 		.caw = LUNFS_CAW_LOCAL,
@@ -438,6 +464,12 @@ static int mkfs_layout(struct mkfs_ctx *m)
 	return 0;
 }
 
+static const char *mkfs_caw_str(enum lunfs_caw_backend caw)
+{
+	return caw == LUNFS_CAW_PAXOS ? "paxos (Disk Paxos on plain reads and writes: hosts on any machines)"
+				      : "local (one machine only: no host on another machine may mount it)";
+}
+
 static void print_layout(const struct mkfs_ctx *m, FILE *f)
 {
 	static const char *const names[LUNFS_REGION_COUNT] = {
@@ -463,6 +495,7 @@ static void print_layout(const struct mkfs_ctx *m, FILE *f)
 	fprintf(f, "  timing         heartbeat %" PRIu32 " ms, I/O deadline %" PRIu32
 		" ms, dead after %" PRIu32 " ms\n",
 		sb->hb_interval_ms, sb->io_deadline_ms, sb->dead_timeout_ms);
+	fprintf(f, "  CAW backend    %s\n", mkfs_caw_str(m->a.caw));
 	fprintf(f, "  regions        %-14s %20s %12s\n", "", "offset", "length");
 	for (int i = 0; i < LUNFS_REGION_COUNT; i++) {
 		fprintf(f, "                 %-14s %20" PRIu64 " %12s\n", names[i],
@@ -782,6 +815,8 @@ static void mkfs_summary(const struct mkfs_ctx *m, uint64_t ms)
 	printf("  timing         heartbeat %" PRIu32 " ms, I/O deadline %" PRIu32
 	       " ms, dead after %" PRIu32 " ms\n",
 	       sb->hb_interval_ms, sb->io_deadline_ms, sb->dead_timeout_ms);
+	printf("  CAW backend    %s\n", mkfs_caw_str((sb->feat_incompat & LUNFS_FEAT_INCOMPAT_PAXOS) != 0
+							  ? LUNFS_CAW_PAXOS : LUNFS_CAW_LOCAL));
 }
 
 static int mkfs_format(struct mkfs_ctx *m)
@@ -796,6 +831,7 @@ static int mkfs_format(struct mkfs_ctx *m)
 	o.layout.volume_size = m->dev_size;
 	o.layout.sector_size = m->sector_size;
 	o.label = m->a.label;
+	o.caw = m->a.caw;
 	if (m->a.have_uuid) {
 		memcpy(o.uuid, m->a.uuid, LUNFS_UUID_SIZE);
 	}

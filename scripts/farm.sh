@@ -26,6 +26,7 @@
 #   farm.sh pid DIR hK            print the daemon's PID
 #
 # Environment: LUNFS_BUILD (the build dir, default <repo>/build);
+# FARM_HOST_PREFIX (host names are PREFIX1..PREFIXN, default h);
 # FARM_MOUNT_OPTS (extra -o options for every host); FARM_MOUNT_TIMEOUT
 # (seconds to wait for one mount, default 30); FARM_STOP_TIMEOUT (seconds
 # for clean unmounts, default 20); FARM_HB, FARM_DEAD, FARM_IO (timing for
@@ -40,6 +41,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 B="${LUNFS_BUILD:-$ROOT/build}"
 MOUNT_TIMEOUT="${FARM_MOUNT_TIMEOUT:-30}"
 STOP_TIMEOUT="${FARM_STOP_TIMEOUT:-20}"
+PREFIX="${FARM_HOST_PREFIX:-h}"
 
 die() { echo "farm.sh: $*" >&2; exit 1; }
 usage() { sed -n '/^# Usage:/,/^# Environment/p' "$0" | sed 's/^# \{0,1\}//' | sed '$d' >&2; exit 2; }
@@ -192,17 +194,17 @@ cmd_start() {
 	fi
 	echo "$img" >"$dir/farm.image"
 	for ((i = 1; i <= n; i++)); do
-		start_host "$dir" "$img" "h$i"
+		start_host "$dir" "$img" "$PREFIX$i"
 	done
 	for ((i = 1; i <= n; i++)); do
-		if ! wait_mounted "$dir" "h$i"; then
+		if ! wait_mounted "$dir" "$PREFIX$i"; then
 			cmd_stop "$dir" >/dev/null 2>&1
 			die "farm start failed; torn down"
 		fi
 	done
 	names=()
 	for ((i = 1; i <= n; i++)); do
-		names+=("h$i")
+		names+=("$PREFIX$i")
 	done
 	if ! wait_live "$img" "${names[@]}"; then
 		cmd_status "$dir" >&2
@@ -350,7 +352,7 @@ cmd_stop() {
 		fi
 	done
 	# Mount points of this farm that are still mounted, listed or not.
-	for d in "$dir"/h*; do
+	for d in "$dir"/"$PREFIX"*; do
 		[[ -d $d ]] || continue
 		if mnt_is_up "$d"; then
 			echo "farm.sh: $d still mounted; detaching" >&2

@@ -216,6 +216,8 @@ int tool_volume_open(const char *cmd, const char *path, struct tool_volume *v)
 		 * looking at a slow disk wants an answer, not -ETIMEDOUT. */
 		.io_deadline_ms = 0,
 		.queue_depth = 0,
+		/* Read-only: the tools never compare-and-write, whatever the
+		 * volume's backend (inspect shows it). */
 		.caw = LUNFS_CAW_LOCAL,
 	};
 	struct stat st;

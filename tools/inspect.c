@@ -441,9 +441,19 @@ static void features_str(uint32_t incompat, char *buf, size_t len)
 	if ((incompat & LUNFS_FEAT_INCOMPAT_ENCRYPT) && o < len) {
 		o += (size_t)snprintf(buf + o, len - o, "%sencrypt", o ? ", " : "");
 	}
+	if ((incompat & LUNFS_FEAT_INCOMPAT_PAXOS) && o < len) {
+		o += (size_t)snprintf(buf + o, len - o, "%spaxos", o ? ", " : "");
+	}
 	if (o == 0) {
 		snprintf(buf, len, "none");
 	}
+}
+
+/* The compare-and-write backend every host of the volume uses (FORMAT
+ * 18.8): a property of the volume, fixed at mkfs. */
+static const char *caw_backend_name(const struct lunfs_super *sb)
+{
+	return (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_PAXOS) != 0 ? "paxos" : "local";
 }
 
 static void show_superblock(struct insp *in)
@@ -499,7 +509,11 @@ static void show_superblock(struct insp *in)
 			if (names != NULL && (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_ENCRYPT)) {
 				j_push(names, json_object_new_string("encrypt"));
 			}
+			if (names != NULL && (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_PAXOS)) {
+				j_push(names, json_object_new_string("paxos"));
+			}
 		}
+		j_str(o, "caw_backend", caw_backend_name(sb));
 		j_bool(o, "hmac_verified", false);
 		j_str(o, "label", label);
 		j_str(o, "uuid", uuid);
@@ -541,6 +555,10 @@ static void show_superblock(struct insp *in)
 	if (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_HMAC) {
 		printf("  %-18s not verified (inspect does not use the volume secret)\n", "Record HMACs");
 	}
+	printf("  %-18s %s\n", "CAW backend",
+	       (sb->feat_incompat & LUNFS_FEAT_INCOMPAT_PAXOS) != 0
+		       ? "paxos (Disk Paxos on plain reads and writes: hosts on any machines)"
+		       : "local (one machine only: hosts on other machines must not mount it)");
 	printf("  %-18s %s\n", "Created", tool_fmt_time(sb->create_time_ns, t, sizeof(t)));
 	printf("  %-18s %s (%" PRIu64 " bytes)\n", "Volume size",
 	       fmt_size(sb->volume_size, s1, sizeof(s1)), sb->volume_size);

@@ -186,6 +186,7 @@ void dev_fault_freeze(struct lunfs_fault *f, bool frozen);
 /* Counters since open. */
 struct lunfs_fault_stats {
 	uint64_t reads, writes, flushes, caws, discards, injected;
+	uint64_t caws_applied;     /* CAWs that matched and replaced the sector */
 	uint64_t unflushed_writes; /* writes a power cut would drop now */
 	uint64_t frozen_waiters;   /* operations blocked by a freeze now */
 };

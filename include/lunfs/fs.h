@@ -39,6 +39,8 @@ struct lunfs_mount_opts {
 	bool no_hb_thread;              /* tests: no heartbeat thread, so the I/O
 	                                 * sequence is deterministic (power-loss tests) */
 	const struct lockd_clock *clock; /* tests: lockd's clock; NULL = the real one */
+	const char *lock_log;           /* tests: lockd's grant log file (lockd_opts.lock_log);
+	                                 * NULL = none */
 	/* Messages for the administrator (a dead host recovered, a
 	 * write-open refused and who holds the file): the front end sends
 	 * them to its log. NULL = stderr. Called from any thread, with fs
@@ -67,6 +69,30 @@ void vol_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino), voi
 int vol_unmount(struct lunfs_vol *v);
 const struct lunfs_super *vol_super(const struct lunfs_vol *v);
 uint64_t vol_root_ino(const struct lunfs_vol *v);
+/* Our heartbeat slot and its generation: who we are on the volume now. */
+uint32_t vol_slot(const struct lunfs_vol *v);
+uint64_t vol_gen(const struct lunfs_vol *v);
+/*
+ * Fence and rejoin (docs/DESIGN.md 5.5). vol_fenced: our heartbeat slot was
+ * taken over (a survivor recovered us while we were frozen) or lost for
+ * good; from then on every write of this mount fails with EIO, forever. A
+ * merely lapsed lease is not a fence (it becomes valid again when a
+ * renewal succeeds). Cheap (a mutex, no I/O): poll it.
+ * vol_abandon: tear a mount down WITHOUT writing anything to the device:
+ * no journal commit or checkpoint, no lock or slot release (the recoverer
+ * replays our journal and frees our slot; our locks die with our
+ * generation). Stops every thread of the mount (heartbeat, monitor,
+ * journal timer) before it returns, then frees all memory, open handles
+ * included (a handle of the abandoned mount must never be used again).
+ * Like vol_unmount, the caller guarantees that no fsop_* call on v is in
+ * flight. A fenced mount then joins again with vol_mount and the same
+ * options: same host identity, new generation (possibly another slot: a
+ * slot still being recovered belongs to its recoverer). Also fine on a
+ * mount that is not fenced: it fences itself first, and is then what a
+ * crash leaves on disk.
+ */
+bool vol_fenced(struct lunfs_vol *v);
+void vol_abandon(struct lunfs_vol *v);
 
 struct lunfs_attr {
 	uint64_t ino;
@@ -132,6 +158,11 @@ int fsop_create(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t dir, 
 		uint32_t mode, int flags, struct lunfs_attr *out, struct lunfs_fh **fh);
 int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh);
 int fsop_release(struct lunfs_vol *v, struct lunfs_fh *fh);
+/* Inode numbers of the handles open on v: up to max of them into out;
+ * returns how many there are (call again with more room if that is more
+ * than max). A front end about to vol_abandon asks, because the kernel may
+ * still cache pages of those files. */
+size_t fsop_open_inos(struct lunfs_vol *v, uint64_t *out, size_t max);
 /* Must the front end bypass the page cache for this handle (a
  * multi-writer file, written by several hosts at once)? */
 bool fsop_fh_direct(const struct lunfs_fh *fh);

@@ -37,6 +37,8 @@ struct lockd_timeouts {
 	uint64_t dead_ns;       /* T: unchanged this long on the observer's clock = dead */
 	uint64_t fence_ns;      /* F = T - D - I: no write submitted after this since the last good renewal */
 	uint64_t watch_ns;      /* 2 I: how long to watch a slot to see it renewed */
+	uint64_t claim_ns;      /* C = D / 8: delta-lease join, read submit to claim submit */
+	uint64_t join_wait_ns;  /* W = (C + D)(1 + 1/1024): claim completed to read-back */
 };
 /* -EINVAL when the settings break T >= 3I + 2D or the bounds of FORMAT.md 3. */
 int lockd_timeouts_compute(uint32_t hb_interval_ms, uint32_t dead_timeout_ms,
@@ -47,13 +49,23 @@ struct lockd_opts {
 	uint8_t host_uuid[LUNFS_UUID_SIZE]; /* identity of this host */
 	bool no_thread;                     /* tests: no heartbeat thread; call lockd_beat() */
 	const struct lockd_clock *clock;    /* NULL = the real clock; copied at join */
-	/* How slots are claimed and records compare-and-written. LOCAL (0,
-	 * the default): dev_caw of `dev` (one machine). PAXOS: the slot is
-	 * claimed with a delta lease (plain writes and a wait of 3 D), then
-	 * every CAW goes through a Disk Paxos wrapper of `dev` (lockd/paxos.c)
-	 * run under our slot and generation; lockd_dev() returns it. */
+	/* How slots are claimed and records compare-and-written. LOCAL (0):
+	 * dev_caw of `dev` (one machine). PAXOS: the slot is claimed with a
+	 * delta lease (plain writes and a wait of timeouts.join_wait_ns),
+	 * then every CAW goes through a Disk Paxos wrapper of `dev`
+	 * (lockd/paxos.c) run under our slot and generation; lockd_dev()
+	 * returns it. It must be the volume's: lockd_caw_backend(sb). */
 	enum lunfs_caw_backend caw;
+	/* Test facility: append every lock grant, release, takeover,
+	 * recovery, join and leave to this file (lockd/grantlog.c), for the
+	 * torture's double-grant checker. NULL or "" = no log. */
+	const char *lock_log;
 };
+
+/* The backend every host of the volume must use, fixed at mkfs
+ * (docs/FORMAT.md 18.8): PAXOS when the superblock has
+ * LUNFS_FEAT_INCOMPAT_PAXOS, else LOCAL. */
+enum lunfs_caw_backend lockd_caw_backend(const struct lunfs_super *sb);
 
 /* Claim a heartbeat slot and start renewing it.
  * - A slot already claimed by this host_uuid (a previous mount that
@@ -61,7 +73,12 @@ struct lockd_opts {
  *   by the caller; if that slot is still being renewed (the same host is
  *   mounted already), -EBUSY.
  * - Otherwise the first free (never written, stale or FREE) slot.
- * -ENOSPC when every slot is taken. */
+ * -ENOSPC when every slot is taken. -EMEDIUMTYPE when o->caw is LOCAL on
+ * a PAXOS volume: LOCAL's locks and Paxos rounds do not exclude each
+ * other, and LOCAL is the zero value a caller gets by not choosing. (PAXOS
+ * on a LOCAL volume is let through for the lockd unit tests and benchmarks,
+ * which run both backends on one kind of volume; a mount always passes
+ * lockd_caw_backend.) */
 int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct lunfs_codec *c,
 	       const struct lockd_opts *o, struct lunfs_lockd **out);
 /* Stop renewing and free the slot (state FREE, generation kept). */
@@ -82,6 +99,16 @@ int lockd_beat(struct lunfs_lockd *ld);
 /* Self-fencing gate: 0 while our lease is valid, -EIO once we could not
  * renew within the fence time. Checked right before metadata writes. */
 int lockd_check_lease(struct lunfs_lockd *ld);
+/* Has this incarnation lost its slot for good (a recoverer wrote it, or it
+ * was freed or claimed again under us: the renewal's compare-and-write
+ * failed or the monitor read it)? Unlike a lapsed lease, which becomes
+ * valid again once a renewal succeeds, a fence never lifts: the mount must
+ * drop everything and join again as a new generation. No I/O. */
+bool lockd_fenced(struct lunfs_lockd *ld);
+/* Fence this incarnation now (a mount being abandoned): from here on lockd
+ * writes nothing (no renewal, no lock record, no slot change) and every
+ * lease check fails, exactly as if the slot had been taken. */
+void lockd_fence(struct lunfs_lockd *ld);
 /* Our timing (the superblock's, as written into our slot). */
 const struct lockd_timeouts *lockd_timeouts(const struct lunfs_lockd *ld);
 

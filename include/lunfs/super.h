@@ -20,9 +20,16 @@
  * unknown incompat bit, and refuse read-write with an unknown ro_compat bit. */
 #define LUNFS_FEAT_INCOMPAT_HMAC    (1u << 0) /* records carry HMAC-SHA256 */
 #define LUNFS_FEAT_INCOMPAT_ENCRYPT (1u << 1) /* file data is AES-256-XTS */
-/* Nothing yet: HMAC and encryption come with the security work, and a
- * build that does not implement a feature must refuse volumes that use it. */
-#define LUNFS_FEAT_INCOMPAT_SUPPORTED 0u
+/* Every host compare-and-writes through Disk Paxos over plain reads and
+ * writes (FORMAT 9), and claims its slot with a delta lease. Without it the
+ * volume is LOCAL: one machine's OFD locks, which a host on another machine
+ * (or a build that does not know this bit) would not exclude; that is why
+ * it is an incompat bit, not a field: an older build must refuse to mount
+ * the volume rather than join it with the other backend. Set by mkfs only. */
+#define LUNFS_FEAT_INCOMPAT_PAXOS   (1u << 2)
+/* HMAC and encryption come with the security work, and a build that does
+ * not implement a feature must refuse volumes that use it. */
+#define LUNFS_FEAT_INCOMPAT_SUPPORTED LUNFS_FEAT_INCOMPAT_PAXOS
 #define LUNFS_FEAT_RO_COMPAT_SUPPORTED 0u
 #define LUNFS_FEAT_COMPAT_SUPPORTED 0u
 

@@ -23,6 +23,12 @@ struct lunfs_vol_create_opts {
 	uint32_t root_gid;
 	uint32_t root_mode;         /* permission bits (07777); 0 = 0755 */
 	uint64_t now_ns;            /* creation time; 0 = CLOCK_REALTIME now */
+	/* The compare-and-write backend every host of the volume will use
+	 * (LUNFS_FEAT_INCOMPAT_PAXOS, docs/FORMAT.md 18.8). Not a "zero =
+	 * default" field: the enum's zero is LOCAL, the one-machine backend
+	 * that the memory-device unit tests use; mkfs.lunfs passes PAXOS
+	 * unless told otherwise. SCSI: -EOPNOTSUPP. */
+	enum lunfs_caw_backend caw;
 	const char **why;           /* if not NULL, a static message on failure */
 };
 

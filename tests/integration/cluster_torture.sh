@@ -19,7 +19,8 @@
 #     "recover SLOT GEN MONO_NS"; default $T/locks.log) is checked; the check
 #     is skipped, with a message, while lunfs writes no such log.
 # TORTURE_SEED reproduces the schedule (the seed is printed). On failure the
-# logs are kept in $TORTURE_ARTIFACTS (default /tmp/lunfs-torture.<time>).
+# logs are kept in $TORTURE_ARTIFACTS (default /tmp/lunfs-torture.<time>);
+# TORTURE_KEEP=1 keeps them after a pass too.
 # The 30 s run is cluster_torture_30s.sh; `make torture` runs 300 s, 4 hosts.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mount_lib.sh"
@@ -42,7 +43,7 @@ echo "# torture: $SECS s, $NH hosts, seed $SEED (TORTURE_SEED=$SEED to repeat)"
 # once the farm is down; a run that reaches the end calls it itself.
 keep_logs() {
 	# shellcheck disable=SC2154 # _failed: lib.sh's count of failed checks
-	[[ $_failed -gt 0 && -z ${_kept:-} ]] || return 0
+	[[ ($_failed -gt 0 || ${TORTURE_KEEP:-0} == 1) && -z ${_kept:-} ]] || return 0
 	_kept=1
 	mkdir -p "$ART" && cp -a "$T"/*.log "$T"/*.out "$F"/*.log "$ART"/ 2>/dev/null
 	echo "# logs kept in $ART"

@@ -77,5 +77,6 @@ check "unmount" mnt_down "$M"
 rc=0
 wait "$pid" || rc=$?
 check "daemon exited 0" test "$rc" -eq 0
+((rc == 0)) || sed 's/^/# daemon: /' "$T/daemon.log" | tail -n 20
 check "journal clean" journal_clean "$img"
 finish

@@ -57,6 +57,7 @@ int fs_testvol_create(const struct fs_testvol_opts *o, struct fs_testvol *t)
 	co.layout.max_hosts = o->max_hosts != 0 ? o->max_hosts : 4;
 	co.layout.journal_size = o->journal_size != 0 ? o->journal_size : (4u << 20);
 	co.label = "testvol";
+	co.caw = o->caw; /* chosen explicitly: see fs_testvol_opts */
 	ret = vol_create(mem, &co, &t->sb, NULL, NULL);
 	if (ret != 0) {
 		dev_close(mem);

@@ -24,6 +24,10 @@ struct fs_testvol_opts {
 	bool fault;                /* stack a dev_fault layer on the memory device */
 	bool prefill;              /* fill the device with prefill_byte before vol_create */
 	uint8_t prefill_byte;
+	/* The volume's compare-and-write backend. LOCAL (0) unless a test
+	 * asks for PAXOS: one process on a memory device needs nothing more,
+	 * and Paxos costs every lock change a few more I/Os. */
+	enum lunfs_caw_backend caw;
 };
 
 struct fs_testvol {

@@ -8,6 +8,11 @@
  * host: every later I/O of it fails, and its teardown writes nothing.
  *
  * No timing assertions: waits poll for a state with a generous bound.
+ *
+ * The whole suite runs twice, once per compare-and-write backend of the
+ * volume (LOCAL, then PAXOS: vol_caw, set by main before each run and
+ * inherited by every forked test), so that every multi-host case also
+ * holds with Disk Paxos and delta-lease joins.
  */
 #include <check.h>
 #include <errno.h>
@@ -45,6 +50,8 @@ struct host {
 };
 
 static char img_path[64];
+/* The backend of the volumes img_create makes (main sets it per run). */
+static enum lunfs_caw_backend vol_caw = LUNFS_CAW_LOCAL;
 
 static void sleep_ms(unsigned ms)
 {
@@ -74,6 +81,7 @@ static void img_create(void)
 	co.layout.io_deadline_ms = 300;
 	co.layout.dead_timeout_ms = 1000;
 	co.label = "cluster";
+	co.caw = vol_caw;
 	ck_assert_int_eq(vol_create(d, &co, NULL, NULL, NULL), 0);
 	dev_close(d);
 }
@@ -749,7 +757,7 @@ END_TEST
 
 static Suite *cluster_suite(void)
 {
-	Suite *s = suite_create("cluster");
+	Suite *s = suite_create(vol_caw == LUNFS_CAW_PAXOS ? "cluster (paxos)" : "cluster (local)");
 	TCase *tc = tcase_create("increment1");
 
 	tcase_add_checked_fixture(tc, setup, teardown);
@@ -776,11 +784,17 @@ static Suite *cluster_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(cluster_suite());
-	int failed;
+	static const enum lunfs_caw_backend backends[] = { LUNFS_CAW_LOCAL, LUNFS_CAW_PAXOS };
+	int failed = 0;
 
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	for (size_t b = 0; b < sizeof(backends) / sizeof(backends[0]); b++) {
+		SRunner *sr;
+
+		vol_caw = backends[b];
+		sr = srunner_create(cluster_suite());
+		srunner_run_all(sr, CK_NORMAL);
+		failed += srunner_ntests_failed(sr);
+		srunner_free(sr);
+	}
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -9,6 +9,10 @@
  * remount. Before the data path checked the lease, the write went through
  * (found by tests/integration/test_cluster_failover.sh: a thawed host's
  * writes landed in an image another host had taken over).
+ *
+ * Run on both compare-and-write backends (_i = 0 LOCAL, 1 PAXOS): with
+ * PAXOS the lapsed host's lock and slot changes go through Disk Paxos,
+ * whose own lease check must refuse them too.
  */
 #include <check.h>
 #include <errno.h>
@@ -22,7 +26,8 @@
 
 START_TEST(test_lapsed_lease_writes_nothing)
 {
-	struct fs_testvol_opts o = { .size = 128ull << 20, .max_hosts = 2 };
+	struct fs_testvol_opts o = { .size = 128ull << 20, .max_hosts = 2,
+				     .caw = _i == 1 ? LUNFS_CAW_PAXOS : LUNFS_CAW_LOCAL };
 	struct lunfs_cred cr = { .umask = 022 };
 	struct fs_testvol t;
 	struct lunfs_attr a;
@@ -73,7 +78,7 @@ int main(void)
 	SRunner *sr;
 	int failed;
 
-	tcase_add_test(tc, test_lapsed_lease_writes_nothing);
+	tcase_add_loop_test(tc, test_lapsed_lease_writes_nothing, 0, 2);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../lockd/lockd_int.h" /* LOCKD_LEAVE_RELEASE_MAX */
 #include "lunfs/cluster.h"
 #include "lunfs/dev.h"
 #include "lunfs/format.h"
@@ -548,6 +549,64 @@ START_TEST(test_lock_stale_owner)
 }
 END_TEST
 
+/* A host that leaves while it holds many exclusive locks (a farm host
+ * that created 100k files) releases the first LOCKD_LEAVE_RELEASE_MAX of
+ * them one by one and lets its FREE slot void the rest: the leave costs a
+ * bounded number of compare-and-writes, and every lock is at once free for
+ * another host. (Before, it released every one, while its lease lapsed:
+ * the unmount of test_mount_scale.sh failed with EIO.) Shared holds are
+ * always released: their bits carry no generation. The records are
+ * zeroed sectors at the end of the data region, which decode as free
+ * locks. */
+#define MANY_LOCKS 600u
+START_TEST(test_leave_voids_many_locks)
+{
+	struct fixture fx;
+	struct lunfs_lockd *a = NULL, *b = NULL;
+	struct lockd_opts oa, ob;
+	struct lockd_clock clk;
+	struct test_clock tc;
+	struct lunfs_lock l;
+	uint64_t base, shared;
+	unsigned still_named = 0;
+
+	fx_init(&fx);
+	/* The end of the data region: nothing there is written yet. */
+	base = fx.sb.regions[LUNFS_REGION_DATA].offset + fx.sb.regions[LUNFS_REGION_DATA].length -
+	       (uint64_t)MANY_LOCKS * fx.sb.sector_size;
+	shared = layout_syslock_addr(&fx.sb, 30);
+	tc_attach(&tc, &clk);
+	opts_init(&oa, "host-a", uuid_a, &clk);
+	opts_init(&ob, "host-b", uuid_b, &clk);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &ob, &b), 0);
+	for (unsigned i = 0; i < MANY_LOCKS; i++) {
+		ck_assert_int_eq(lockd_lock(a, base + (uint64_t)i * fx.sb.sector_size,
+					    LUNFS_LOCK_KIND_INODE, 1000 + i, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
+	}
+	ck_assert_int_eq(lockd_lock(a, shared, LUNFS_LOCK_KIND_SYSTEM, 30, LUNFS_LOCK_SHARED, NULL), 0);
+	ck_assert_int_eq(lockd_leave(a), 0);
+
+	for (unsigned i = 0; i < MANY_LOCKS; i++) {
+		read_lock(&fx, base + (uint64_t)i * fx.sb.sector_size, &l);
+		still_named += l.mode == LUNFS_LOCK_EXCLUSIVE;
+	}
+	ck_assert_uint_eq(still_named, MANY_LOCKS - LOCKD_LEAVE_RELEASE_MAX);
+	read_lock(&fx, shared, &l);
+	ck_assert_uint_eq(l.mode, LUNFS_LOCK_FREE);
+	/* b reads a's slot FREE and takes every one of them. */
+	(void)lockd_monitor_scan(b);
+	for (unsigned i = 0; i < MANY_LOCKS; i++) {
+		ck_assert_int_eq(lockd_lock(b, base + (uint64_t)i * fx.sb.sector_size,
+					    LUNFS_LOCK_KIND_INODE, 1000 + i, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
+	}
+	ck_assert_int_eq(lockd_leave(b), 0);
+	fx_fini(&fx);
+}
+END_TEST
+
 START_TEST(test_lock_payload)
 {
 	struct fixture fx;
@@ -684,6 +743,7 @@ static Suite *lockd_suite(void)
 	tcase_add_loop_test(tc, test_lock_stale_owner, 0, 2);
 	tcase_add_loop_test(tc, test_lock_payload, 0, 2);
 	tcase_add_loop_test(tc, test_lock_contention, 0, 2);
+	tcase_add_loop_test(tc, test_leave_voids_many_locks, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -22,7 +22,8 @@ Subcommands:
   lock IMAGE INO              the inode lock of INO: "mode owner holders..."
   work ...                    the torture workload of one host (see work_main)
   verify ROOT LOG...          the torture checker: fsynced data present
-  grants LOCKLOG              no two hosts ever held one exclusive lock
+  grants LOCKLOG              no two hosts ever held one lock in conflicting
+                              modes ($LUNFS_LOCK_LOG, lockd/grantlog.c)
 
 The torture log (one per host, appended across incarnations; one write(2)
 per line so that a kill -9 leaves whole lines):
@@ -492,60 +493,175 @@ def mode_class(m):
     m = m.lower()
     if m.startswith("ex") or m == "x":
         return "X"
-    if m.startswith("mu") or m == "mw":
+    if m.startswith("mu") or m == "mw" or m == "m":
         return "M"
     return "S"
 
 
-def cmd_grants(path):
-    """Lines: grant LOCK MODE SLOT GEN MONO_NS | release LOCK MODE SLOT GEN MONO_NS
-    | recover SLOT GEN MONO_NS. A grant is logged after the winning CAW and a
-    release before the releasing one, so a logged hold lies inside the real
-    one: two logged holds that overlap are a real double grant."""
-    if not path or not os.path.exists(path) or os.path.getsize(path) == 0:
-        print("grants: SKIP: no lock grant log (set LUNFS_LOCK_LOG; lunfs does not write one yet)")
-        return 3
-    ev = []
-    with open(path) as f:
-        for n, line in enumerate(f):
-            p = line.split()
-            try:
-                if p[0] in ("grant", "release") and len(p) >= 6:
-                    ev.append((int(p[5]), n, p[0], p[1], mode_class(p[2]), int(p[3]), int(p[4])))
-                elif p[0] == "recover" and len(p) >= 4:
-                    ev.append((int(p[3]), n, "recover", None, None, int(p[1]), int(p[2])))
-            except (IndexError, ValueError):
-                continue
-    ev.sort()
-    held = {}          # lock -> {(slot, gen): mode}
-    latest_gen = {}    # slot -> newest generation seen
-    grants = doubles = 0
-    out = []
-    for ts, _, kind, lock, mode, slot, gen in ev:
-        if gen > latest_gen.get(slot, -1):
-            latest_gen[slot] = gen
-        if kind == "recover":
-            for h in held.values():
-                h.pop((slot, gen), None)
+# The grant log that lockd appends to $LUNFS_LOCK_LOG (lockd/grantlog.c has
+# the contract). Fields per record, after the keyword:
+GRANT_FIELDS = {"grant": 5, "release": 5, "takeover": 7, "recover": (3, 5), "join": 3, "leave": 3}
+_GRANT_KEY = None
+
+
+def grant_log_records(data):
+    """The whole records of a grant log, and how many torn ones were dropped.
+    Every record is one write(2) ending in a newline. A kill -9 in the middle
+    of a write can leave a torn record (no newline), which the next record
+    then continues on the same physical line; the newline belongs to that
+    last record. So only the last record that starts on a line is whole."""
+    global _GRANT_KEY
+    import re
+    if _GRANT_KEY is None:
+        _GRANT_KEY = re.compile(r"(%s) " % "|".join(GRANT_FIELDS))
+    recs, torn = [], 0
+    lines = data.split("\n")
+    for i, line in enumerate(lines):
+        if i == len(lines) - 1:
+            torn += 1 if line else 0            # no newline: a torn tail
             continue
+        starts = [m.start() for m in _GRANT_KEY.finditer(line)]
+        if not starts:
+            torn += 1 if line.strip() else 0
+            continue
+        torn += len(starts) - 1 + (1 if starts[0] != 0 else 0)
+        recs.append(line[starts[-1]:])
+    return recs, torn
+
+
+def cmd_grants(path):
+    """Check a grant log: no two incarnations (slot, generation) ever held one
+    lock in conflicting modes (X with anything, S with M).
+
+    A grant is logged after the CAW that took the lock succeeded; a release,
+    and every end of an incarnation (recover: before the recoverer frees the
+    dead slot; join: before a new generation of the slot is claimed; leave:
+    before a clean unmount frees it), before the write that ends the hold is
+    submitted. So every logged hold lies inside the real one, and two logged
+    holds that overlap are a real double grant (no false positives).
+
+    - The end of an incarnation ends all its holds: a host killed -9 logs no
+      release (its recoverer's recover line, or its own next generation's
+      join, ends them), and a frozen host that was recovered still believes it
+      holds its locks, but they are over in the log from its recovery on.
+    - Lines of an incarnation after its end are ignored (reported as zombie
+      grants): a host frozen between its grant CAW and the log line writes it
+      after it was recovered, and the grant did happen, but its real start is
+      unknown, and it was fenced from its recovery on.
+    - takeover lines are checked, not believed: lockd takes over a record only
+      when the incarnation that held it is over, which an earlier end line
+      must say. A takeover of a hold that is still open is a double grant too.
+    - Events are ordered by their CLOCK_MONOTONIC time (one machine); at equal
+      times ends come before starts, the order the protocol implies."""
+    if not path or not os.path.exists(path) or os.path.getsize(path) == 0:
+        print("grants: SKIP: no lock grant log (set LUNFS_LOCK_LOG; lunfs writes it then)")
+        return 3
+    with open(path, "rb") as f:
+        recs, torn = grant_log_records(f.read().decode("ascii", "replace"))
+    # (ts, phase, line number, kind, fields): ends (0) before takeovers (1)
+    # before grants (2) at one time.
+    phase = {"release": 0, "recover": 0, "join": 0, "leave": 0, "takeover": 1, "grant": 2}
+    ev, bad = [], []
+    for n, rec in enumerate(recs):
+        p = rec.split()
+        want = GRANT_FIELDS.get(p[0])
+        want = want if isinstance(want, tuple) else (want,)
+        try:
+            if len(p) - 1 not in want:
+                raise ValueError("field count")
+            if p[0] in ("grant", "release", "takeover"):
+                f = {"lock": p[1], "mode": mode_class(p[2]), "slot": int(p[3]), "gen": int(p[4]),
+                     "ts": int(p[5])}
+                if p[0] == "takeover":
+                    f["oslot"], f["ogen"] = int(p[6]), int(p[7])
+            else:
+                f = {"slot": int(p[1]), "gen": int(p[2]), "ts": int(p[3])}
+        except ValueError:
+            bad.append(rec)
+            continue
+        ev.append((f["ts"], phase[p[0]], n, p[0], f))
+    ev.sort(key=lambda e: e[:3])
+
+    held = {}          # lock -> {(slot, gen): mode}: logged holds still open
+    inc_locks = {}     # (slot, gen) -> set of locks it holds
+    ended = set()      # (slot, gen) recovered or left
+    newest = {}        # slot -> newest generation seen (joins, any event)
+    count = {k: 0 for k in phase}
+    zombies = doubles = badtakes = 0
+    out = []
+
+    def over(slot, gen):
+        return (slot, gen) in ended or gen < newest.get(slot, 0)
+
+    def end_inc(slot, gen):
+        for lock in inc_locks.pop((slot, gen), ()):
+            held.get(lock, {}).pop((slot, gen), None)
+
+    def conflict(a, b):
+        return a == "X" or b == "X" or a != b
+
+    def who(k, m):
+        return "slot %d gen %d (%s)" % (k[0], k[1], m)
+
+    for ts, _, _, kind, f in ev:
+        count[kind] += 1
+        slot, gen = f["slot"], f["gen"]
+        if kind in ("recover", "leave"):
+            ended.add((slot, gen))
+            end_inc(slot, gen)
+            continue
+        if kind == "join":
+            if gen > newest.get(slot, 0):
+                newest[slot] = gen
+            for k in [k for k in inc_locks if k[0] == slot and k[1] < gen]:
+                end_inc(*k)
+            continue
+        if over(slot, gen):
+            zombies += 1 if kind == "grant" else 0
+            continue
+        # Any line of a newer generation also means the older ones are gone.
+        if gen > newest.get(slot, 0):
+            newest[slot] = gen
+            for k in [k for k in inc_locks if k[0] == slot and k[1] < gen]:
+                end_inc(*k)
+        lock = f["lock"]
         h = held.setdefault(lock, {})
         if kind == "release":
             h.pop((slot, gen), None)
+            inc_locks.get((slot, gen), set()).discard(lock)
             continue
-        grants += 1
-        # A slot at a newer generation means its older incarnation is gone.
-        for k in [k for k in h if k[0] == slot and k[1] < gen]:
-            h.pop(k)
-        others = {k: m for k, m in h.items() if k != (slot, gen) and not (k[0] == slot and k[1] < latest_gen[slot])}
-        if others and (mode == "X" or "X" in others.values()):
+        if kind == "takeover":
+            os_, og = f["oslot"], f["ogen"]
+            live = {k: m for k, m in h.items() if k[0] == os_ and
+                    (k[1] == og if og != 0 else (os_ != slot or k[1] < gen))}
+            if live:
+                badtakes += 1
+                out.append("lock %s: taken over by slot %d gen %d at %d from %s, whose hold is not over"
+                           % (lock, slot, gen, ts, ", ".join(who(k, m) for k, m in live.items())))
+            continue
+        others = {k: m for k, m in h.items() if k != (slot, gen) and conflict(m, f["mode"])}
+        if others:
             doubles += 1
             out.append("lock %s: %s to slot %d gen %d at %d while held by %s" % (
-                lock, mode, slot, gen, ts, ", ".join("slot %d gen %d (%s)" % (k[0], k[1], m) for k, m in others.items())))
-        h[(slot, gen)] = mode
+                lock, f["mode"], slot, gen, ts, ", ".join(who(k, m) for k, m in others.items())))
+        h[(slot, gen)] = f["mode"]
+        inc_locks.setdefault((slot, gen), set()).add(lock)
     for line in out[:20]:
         print("  " + line)
-    print("grants: %d grants of %d locks, %d double grants" % (grants, len(held), doubles))
-    return 1 if doubles else 0
+    if len(out) > 20:
+        print("  ... %d more" % (len(out) - 20))
+    for rec in bad[:5]:
+        print("  malformed record: %r" % rec)
+    nlocks = len({f["lock"] for _, _, _, k, f in ev if k == "grant"})
+    print("grants: %d grants of %d locks, %d releases, %d takeovers, %d recoveries, %d joins, %d leaves; "
+          "%d zombie grants ignored, %d torn records, %d malformed; %d takeovers of open holds, "
+          "%d double grants"
+          % (count["grant"], nlocks, count["release"], count["takeover"], count["recover"], count["join"],
+             count["leave"], zombies, torn, len(bad), badtakes, doubles))
+    if count["grant"] == 0:
+        print("grants: FAIL: the log holds no grant at all (is lunfs logging?)")
+        return 1
+    return 1 if doubles or badtakes or bad else 0
 
 
 def main():
