@@ -153,12 +153,11 @@ ubsan-quick:
 soak: $(BUILD)/tests/test_powerloss
 	CK_DEFAULT_TIMEOUT=0 LUNFS_SOAK=1 $(BUILD)/tests/test_powerloss
 
-# Multi-host tests on a farm of real mounts (scripts/farm.sh). They join the
-# default run (renamed test_cluster_*.sh) once shared-directory coherence
-# lands; until then they run here.
-CLUSTER_TESTS := $(sort $(wildcard tests/integration/cluster_*.sh))
+# Multi-host tests on a farm of real mounts (scripts/farm.sh): part of the
+# default run (make integration); this target runs only them.
+CLUSTER_TESTS := $(sort $(wildcard tests/integration/test_cluster_*.sh))
 cluster-tests: $(PROGS)
-	@$(MAKE) --no-print-directory integration INTEG="$(filter-out %torture.sh,$(CLUSTER_TESTS))"
+	@$(MAKE) --no-print-directory integration INTEG="$(CLUSTER_TESTS)"
 
 torture: $(PROGS)
 	LUNFS_BUILD=$(abspath $(BUILD)) bash tests/integration/cluster_torture.sh 300 4

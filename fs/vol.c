@@ -263,6 +263,9 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 	/* The volume's backend, fixed at mkfs: there is no option to mount
 	 * with the other one, which would not exclude this volume's hosts. */
 	lo.caw = lockd_caw_backend(&v->sb);
+	/* JOINING until our journal is replayed (step 4): until then the
+	 * locks of our slot's earlier generations stay held. */
+	lo.stay_joining = true;
 	err = lockd_join(dev, &v->sb, &v->codec, &lo, &v->ld);
 	if (err == -EBUSY) {
 		vol_why(o, "this host is already mounted on the volume (its heartbeat slot is live)");
@@ -293,6 +296,12 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 		vol_why(o, err == -EIO ? "I/O error while opening or replaying the journal"
 				       : "cannot open or replay this host's journal (run fsck.lunfs)");
 		goto out_mc;
+	}
+	/* Replayed and home: what our earlier generations held may go. */
+	err = lockd_activate(v->ld);
+	if (err < 0) {
+		vol_why(o, "cannot mark our heartbeat slot live");
+		goto out_jnl;
 	}
 	err = alloc_open(v, &v->alloc);
 	if (err < 0) {

@@ -21,10 +21,25 @@
  *      setup cannot kill the process with a dirty journal.
  *   6. Mount FUSE, report success, detach stdio, log to syslog.
  *   7. Serve with the multi-threaded loop (one /dev/fuse clone per
- *      worker). When it ends (signal, umount, fusermount3 -u): unmount FUSE
- *      if still mounted, destroy the session, vol_unmount (which also
- *      releases handles the kernel never released; journal clean), close
- *      the device.
+ *      worker). When it ends (signal, umount, fusermount3 -u): stop the
+ *      fence watcher, unmount FUSE if still mounted, destroy the session,
+ *      vol_unmount (which also releases handles the kernel never released;
+ *      journal clean), close the device.
+ *
+ * Fence and rejoin (docs/DESIGN.md 5.5): a watcher thread polls
+ * vol_fenced (a mutex, no I/O) every FUSEMNT_WATCH_MS. A fenced mount lost
+ * its heartbeat slot to a recoverer (we were frozen past the dead
+ * timeout) and must never write again: the watcher swaps it out of the
+ * session (fuseops_vol_swap waits for the requests using it; new ones
+ * answer EIO), abandons it without a single write (vol_abandon: no
+ * journal commit, no lock or slot release; the recoverer replays our
+ * journal), tells the kernel to drop the pages of the files that were open
+ * (they may hold data that never became durable, or that another host has
+ * rewritten since), and mounts the volume again with the same identity:
+ * a new generation, which sees everything the other hosts did. Handles of
+ * the old mount answer EIO for good. Until the new mount is up (a Paxos
+ * join takes about 2.3 s), every request answers EIO at once; a failed
+ * mount is retried every second until it works or the daemon stops.
  */
 #include "fusemnt.h"
 
@@ -32,6 +47,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,6 +57,7 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuseops.h"
@@ -56,6 +73,12 @@
  * random reads at 19k IOPS with 8 idle threads and 26-30k with 32. */
 #define FUSEMNT_MAX_THREADS 32
 #define FUSEMNT_IDLE_THREADS FUSEMNT_MAX_THREADS
+/* How often the watcher asks whether we were fenced: a fraction of the
+ * smallest heartbeat interval (100 ms), so a rejoin starts well before a
+ * thawed VM's next I/O could matter, for the price of a mutex per tick. */
+#define FUSEMNT_WATCH_MS 50
+/* Between two attempts to mount again after a fence. */
+#define FUSEMNT_REJOIN_RETRY_MS 1000
 
 /* ---- options ------------------------------------------------------------- */
 
@@ -268,12 +291,24 @@ struct fusemnt {
 	char host_name[FUSEMNT_HOST_NAME_MAX + 1];
 	struct lunfs_mount_opts mo;
 	struct lunfs_dev *dev;
+	/* The mounted volume; NULL between an abandon and the next mount.
+	 * Written by the watcher only, while it runs (and by setup and
+	 * teardown around it). */
 	struct lunfs_vol *vol;
 	struct fuseops_ctx ctx;
+	bool ctx_ready;              /* ctx initialised (fuseops_ctx_fini due) */
+	bool ctx_was_ready;          /* teardown: it was (a volume was mounted) */
 	struct fuse_args fargs;
 	struct fuse_session *se;
 	bool handlers_set;
 	bool fuse_mounted;
+	/* The fence watcher; watch_stop under watch_mu. */
+	pthread_t watch_thread;
+	bool watch_running;
+	pthread_mutex_t watch_mu;
+	pthread_cond_t watch_cv;
+	bool watch_stop;
+	unsigned rejoins;            /* how many times we rejoined */
 };
 
 static void fm_log(const struct fusemnt *m, int prio, const char *fmt, ...)
@@ -476,13 +511,29 @@ out:
 	return ret;
 }
 
+/* vol_mount with the daemon's options; logs why it failed. */
+static int fm_vol_mount(struct fusemnt *m, struct lunfs_vol **out)
+{
+	const char *why = NULL;
+	int ret;
+
+	m->mo.why = &why;
+	ret = vol_mount(m->dev, &m->mo, out);
+	m->mo.why = NULL;
+	if (ret < 0) {
+		*out = NULL;
+		fm_log(m, LOG_ERR, "cannot mount %s: %s (%s)", m->device,
+		       why != NULL ? why : "mount failed", strerror(-ret));
+	}
+	return ret;
+}
+
 static int fm_open_volume(struct fusemnt *m)
 {
 	struct lunfs_dev_file_opts dopts = {
 		.caw = LUNFS_CAW_LOCAL, /* the device's own; vol_mount runs the volume's (mkfs --caw) */
 	};
 	struct lunfs_super sb;
-	const char *why = NULL;
 	int ret;
 
 	/* Even a read-only mount writes: its heartbeat slot and lock records
@@ -513,16 +564,7 @@ static int fm_open_volume(struct fusemnt *m)
 	m->mo.commit_interval_ms = m->o.commit_ms;
 	m->mo.cache_bytes = m->o.cache_bytes;
 	m->mo.lock_log = getenv("LUNFS_LOCK_LOG");  /* test farms' grant log (lockd/grantlog.c) */
-	m->mo.why = &why;
-	ret = vol_mount(m->dev, &m->mo, &m->vol);
-	m->mo.why = NULL;
-	if (ret < 0) {
-		m->vol = NULL;
-		fm_log(m, LOG_ERR, "cannot mount %s: %s (%s)", m->device,
-		       why != NULL ? why : "mount failed", strerror(-ret));
-		return ret;
-	}
-	return 0;
+	return fm_vol_mount(m, &m->vol);
 }
 
 static int fm_serve(struct fusemnt *m)
@@ -560,12 +602,133 @@ static void fm_inval(void *arg, uint64_t ino)
 	(void)fuse_lowlevel_notify_inval_inode(m->se, node, 0, 0);
 }
 
+/* ---- fence and rejoin (see the top) ------------------------------------- */
+
+/* Sleep up to ms; false once the watcher is asked to stop. */
+static bool fm_watch_sleep(struct fusemnt *m, unsigned ms)
+{
+	struct timespec ts;
+	bool stop;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_nsec += (long)(ms % 1000u) * 1000000L;
+	ts.tv_sec += (time_t)(ms / 1000u) + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&m->watch_mu);
+	while (!m->watch_stop) {
+		if (pthread_cond_timedwait(&m->watch_cv, &m->watch_mu, &ts) != 0) {
+			break;
+		}
+	}
+	stop = m->watch_stop;
+	pthread_mutex_unlock(&m->watch_mu);
+	return !stop;
+}
+
+/* Our mount was fenced: drop it without writing, tell the kernel to forget
+ * what it cached of the files that were open, mount again. */
+static void fm_rejoin(struct fusemnt *m)
+{
+	struct lunfs_vol *old, *nv = NULL;
+	uint64_t *inos = NULL;
+	size_t n, got = 0;
+
+	fm_log(m, LOG_WARNING, "%s: this host was fenced (its heartbeat slot was taken over: "
+	       "it was judged dead, frozen or cut off from the disk, and recovered by another host); "
+	       "dropping every cache, lock and open handle, and joining again", m->device);
+	old = fuseops_vol_swap(&m->ctx, NULL);
+	n = fsop_open_inos(old, NULL, 0);
+	if (n > 0) {
+		inos = calloc(n, sizeof(*inos));
+		if (inos != NULL) {
+			got = fsop_open_inos(old, inos, n);
+			got = got < n ? got : n;
+		}
+	}
+	vol_set_inval(old, NULL, NULL);
+	vol_abandon(old);
+	m->vol = NULL;
+	/* Outside the gate: an invalidation may wait for pages that a
+	 * request holds, and requests must never wait for the swap. */
+	for (size_t i = 0; i < got; i++) {
+		fm_inval(m, inos[i]);
+	}
+	if (inos == NULL && n > 0) {
+		/* Out of memory: the root at least, and the pages of the
+		 * files are dropped at their next open (keep_cache 0). */
+		fm_inval(m, m->ctx.root_ino);
+	}
+	free(inos);
+	while (fm_vol_mount(m, &nv) < 0) {
+		if (!fm_watch_sleep(m, FUSEMNT_REJOIN_RETRY_MS)) {
+			return;
+		}
+	}
+	vol_set_inval(nv, fm_inval, m);
+	m->vol = nv;
+	(void)fuseops_vol_swap(&m->ctx, nv);
+	m->rejoins++;
+	fm_log(m, LOG_NOTICE, "%s: joined again as host '%s', slot %u generation %llu (rejoin %u); "
+	       "files open before the fence answer EIO until closed", m->device, m->host_name,
+	       vol_slot(nv), (unsigned long long)vol_gen(nv), m->rejoins);
+}
+
+static void *fm_watch_main(void *arg)
+{
+	struct fusemnt *m = arg;
+
+	while (fm_watch_sleep(m, FUSEMNT_WATCH_MS)) {
+		if (m->vol != NULL && vol_fenced(m->vol)) {
+			fm_rejoin(m);
+		}
+	}
+	return NULL;
+}
+
+static int fm_watch_start(struct fusemnt *m)
+{
+	pthread_condattr_t ca;
+	int err;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&m->watch_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&m->watch_mu, NULL);
+	m->watch_stop = false;
+	err = pthread_create(&m->watch_thread, NULL, fm_watch_main, m);
+	if (err != 0) {
+		pthread_cond_destroy(&m->watch_cv);
+		pthread_mutex_destroy(&m->watch_mu);
+		return -err;
+	}
+	m->watch_running = true;
+	return 0;
+}
+
+static void fm_watch_stop(struct fusemnt *m)
+{
+	if (!m->watch_running) {
+		return;
+	}
+	pthread_mutex_lock(&m->watch_mu);
+	m->watch_stop = true;
+	pthread_cond_broadcast(&m->watch_cv);
+	pthread_mutex_unlock(&m->watch_mu);
+	pthread_join(m->watch_thread, NULL);
+	pthread_cond_destroy(&m->watch_cv);
+	pthread_mutex_destroy(&m->watch_mu);
+	m->watch_running = false;
+}
+
 /* Take down whatever is up, in reverse order. Returns 0 if the volume (if
  * it was mounted) unmounted cleanly. */
 static int fm_teardown(struct fusemnt *m)
 {
 	int ret = 0;
 
+	/* First: it swaps volumes under the session. */
+	fm_watch_stop(m);
 	if (m->vol != NULL) {
 		/* Before the session goes: the hook uses it. */
 		vol_set_inval(m->vol, NULL, NULL);
@@ -579,6 +742,23 @@ static int fm_teardown(struct fusemnt *m)
 		}
 		fuse_session_destroy(m->se);
 		m->se = NULL;
+	}
+	if (m->ctx_ready) {
+		fuseops_ctx_fini(&m->ctx);
+		m->ctx_ready = false;
+		m->ctx_was_ready = true;
+	}
+	if (m->vol != NULL && vol_fenced(m->vol)) {
+		/* Fenced after the watcher's last look: nothing of it may be
+		 * written; the recoverer replays its journal. */
+		fm_log(m, LOG_WARNING, "%s: fenced at unmount: its unsynced changes are dropped",
+		       m->device);
+		vol_abandon(m->vol);
+		m->vol = NULL;
+		ret = -EIO;
+	} else if (m->vol == NULL && m->ctx_was_ready) {
+		/* Abandoned after a fence, not mounted again before the end. */
+		ret = -EIO;
 	}
 	if (m->vol != NULL) {
 		ret = vol_unmount(m->vol);
@@ -623,6 +803,7 @@ static int fm_main(struct fusemnt *m)
 	ret = fm_open_volume(m);
 	if (ret == 0) {
 		fuseops_ctx_init(&m->ctx, m->vol, m->o.read_only, m->o.max_read);
+		m->ctx_ready = true;
 	}
 	if (ret == 0 && fuse_set_signal_handlers(m->se) != 0) {
 		fm_log(m, LOG_ERR, "cannot install signal handlers");
@@ -637,6 +818,10 @@ static int fm_main(struct fusemnt *m)
 	m->fuse_mounted = ret == 0;
 	if (ret == 0) {
 		vol_set_inval(m->vol, fm_inval, m);
+		ret = fm_watch_start(m);
+		if (ret < 0) {
+			fm_log(m, LOG_ERR, "cannot start the fence watcher: %s", strerror(-ret));
+		}
 	}
 	if (ret < 0) {
 		fm_teardown(m);

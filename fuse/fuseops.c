@@ -37,18 +37,31 @@
  * direct_io, so their I/O bypasses the page cache entirely (QEMU
  * cache=none).
  *
- * Open handles. fi->fh is the core's struct lunfs_fh. Handles the kernel
- * never releases (lazy unmount, aborted connection) are released by
- * vol_unmount, which keeps its own list. Directory handles carry nothing:
- * readdir positions are the core's stable cookies.
+ * Open handles. fi->fh is a struct fuseops_fh: the core's struct lunfs_fh
+ * and the epoch (see "Rejoin") it was opened in. Handles the kernel never
+ * releases (lazy unmount, aborted connection) are released by vol_unmount,
+ * which keeps its own list. Directory handles carry nothing: readdir
+ * positions are the core's stable cookies.
+ *
+ * Rejoin (docs/DESIGN.md 5.5). A host whose heartbeat slot was taken over
+ * while it was frozen is fenced: fusemnt.c then swaps the volume under the
+ * session. Every request runs inside a gate, the read side of vol_rw, for
+ * its whole length (handler and reply), so the swap (the write side)
+ * knows that nobody uses the old volume any more when it abandons it;
+ * while no volume is mounted requests answer EIO at once. Each swap bumps
+ * the epoch: a handle of an earlier epoch belongs to the abandoned mount
+ * (its writes since the last fsync are lost), so everything done through
+ * it, fsync included, answers EIO, and its release only frees the wrapper.
+ * Node ids stay valid: they are inode numbers, which the new mount finds
+ * on disk (an inode removed meanwhile answers ENOENT).
  *
  * readdirplus runs its fill callback under the core's meta_lock and the
  * directory's lock, so the callback only packs the buffer; references of
  * entries that never reach the kernel are given back after fsop_readdir
  * returns.
  *
- * Locks: none of our own. Every request may run on any worker thread at
- * once; the core is thread-safe (include/lunfs/fs.h).
+ * Locks: vol_rw (the gate) only. Every request may run on any worker
+ * thread at once; the core is thread-safe (include/lunfs/fs.h).
  */
 #include "fuseops.h"
 
@@ -193,15 +206,43 @@ static struct lunfs_cred cred_of(fuse_req_t req)
 
 /* ---- open handles ------------------------------------------------------ */
 
-static struct lunfs_fh *fh_of(const struct fuse_file_info *fi)
+struct fuseops_fh {
+	struct lunfs_fh *fh;
+	uint64_t epoch;              /* fuseops_ctx.epoch at open */
+};
+
+static struct fuseops_fh *wrap_of(const struct fuse_file_info *fi)
 {
-	return (struct lunfs_fh *)(uintptr_t)fi->fh;
+	return (struct fuseops_fh *)(uintptr_t)fi->fh;
 }
 
-/* Set up fi for a freshly opened handle. */
-static void fh_publish(struct lunfs_fh *fh, struct fuse_file_info *fi)
+/* The core's handle, or NULL if it belongs to an abandoned mount (see
+ * "Rejoin" at the top). Called inside the gate. */
+static struct lunfs_fh *fh_of(const struct fuseops_ctx *c, const struct fuse_file_info *fi)
 {
-	fi->fh = (uint64_t)(uintptr_t)fh;
+	struct fuseops_fh *w = wrap_of(fi);
+
+	return w != NULL && w->epoch == c->epoch ? w->fh : NULL;
+}
+
+/* A handle of an abandoned mount (0 for directories and handle-less ops). */
+static bool fi_stale(const struct fuseops_ctx *c, const struct fuse_file_info *fi)
+{
+	return fi != NULL && fi->fh != 0 && wrap_of(fi)->epoch != c->epoch;
+}
+
+/* Set up fi for a freshly opened handle. -ENOMEM: fh is not published
+ * (the caller releases it). */
+static int fh_publish(struct fuseops_ctx *c, struct lunfs_fh *fh, struct fuse_file_info *fi)
+{
+	struct fuseops_fh *w = malloc(sizeof(*w));
+
+	if (w == NULL) {
+		return -ENOMEM;
+	}
+	w->fh = fh;
+	w->epoch = c->epoch;
+	fi->fh = (uint64_t)(uintptr_t)w;
 	/* A multi-writer file is written by several hosts at once: no page
 	 * cache at all (the core says which files are). */
 	fi->direct_io = (fi->flags & O_DIRECT) != 0 || fsop_fh_direct(fh);
@@ -210,6 +251,17 @@ static void fh_publish(struct lunfs_fh *fh, struct fuse_file_info *fi)
 	 * are dropped at each open. Within one open the lock is ours and
 	 * the cache stays valid. */
 	fi->keep_cache = 0;
+	return 0;
+}
+
+/* Undo fh_publish for a reply that could not be sent. */
+static void fh_unpublish(struct fuseops_ctx *c, struct fuse_file_info *fi)
+{
+	struct fuseops_fh *w = wrap_of(fi);
+
+	fsop_release(c->vol, w->fh);
+	free(w);
+	fi->fh = 0;
 }
 
 /* ---- session ------------------------------------------------------------ */
@@ -364,7 +416,11 @@ static void op_setattr(fuse_req_t req, fuse_ino_t node, struct stat *attr, int t
 	struct stat st;
 	int ret;
 
-	(void)fi;
+	/* ftruncate through a handle of an abandoned mount. */
+	if (fi_stale(c, fi)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	setattr_of_fuse(attr, to_set, &sa);
 	ret = fsop_setattr(c->vol, ino_of(c, node), &sa, &a);
 	if (ret < 0) {
@@ -496,13 +552,18 @@ static void op_open(fuse_req_t req, fuse_ino_t node, struct fuse_file_info *fi)
 	struct lunfs_fh *fh = NULL;
 	int ret = fsop_open(c->vol, ino_of(c, node), fi->flags, &fh);
 
+	if (ret == 0) {
+		ret = fh_publish(c, fh, fi);
+		if (ret < 0) {
+			fsop_release(c->vol, fh);
+		}
+	}
 	if (ret < 0) {
 		reply_status(req, ret);
 		return;
 	}
-	fh_publish(fh, fi);
 	if (fuse_reply_open(req, fi) != 0) {
-		fsop_release(c->vol, fh);
+		fh_unpublish(c, fi);
 	}
 }
 
@@ -528,10 +589,16 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
 		fuse_reply_err(req, EIO);
 		return;
 	}
-	fh_publish(fh, fi);
+	ret = fh_publish(c, fh, fi);
+	if (ret < 0) {
+		fsop_release(c->vol, fh);
+		fsop_forget(c->vol, a.ino, 1);
+		reply_status(req, ret);
+		return;
+	}
 	entry_of_attr(c, &a, &e);
 	if (fuse_reply_create(req, &e, fi) != 0) {
-		fsop_release(c->vol, fh);
+		fh_unpublish(c, fi);
 		fsop_forget(c->vol, a.ino, 1);
 	}
 }
@@ -540,6 +607,7 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
 	struct fuseops_ctx *c = ctx_of(req);
+	struct lunfs_fh *fh;
 	void *buf = NULL;
 	ssize_t n;
 
@@ -552,7 +620,8 @@ static void op_read(fuse_req_t req, fuse_ino_t node, size_t size, off_t off,
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n = fsop_read(c->vol, fh_of(fi), buf, size, (uint64_t)off);
+	fh = fh_of(c, fi);
+	n = fh != NULL ? fsop_read(c->vol, fh, buf, size, (uint64_t)off) : -EIO;
 	if (n < 0) {
 		reply_status(req, n);
 	} else {
@@ -565,10 +634,12 @@ static void op_write(fuse_req_t req, fuse_ino_t node, const char *buf, size_t si
 		     struct fuse_file_info *fi)
 {
 	struct fuseops_ctx *c = ctx_of(req);
+	struct lunfs_fh *fh;
 	ssize_t n;
 
 	(void)node;
-	n = fsop_write(c->vol, fh_of(fi), buf, size, (uint64_t)off);
+	fh = fh_of(c, fi);
+	n = fh != NULL ? fsop_write(c->vol, fh, buf, size, (uint64_t)off) : -EIO;
 	if (n < 0) {
 		reply_status(req, n);
 		return;
@@ -585,19 +656,30 @@ static void op_flush(fuse_req_t req, fuse_ino_t node, struct fuse_file_info *fi)
 	fuse_reply_err(req, 0);
 }
 
+/* A handle of an abandoned mount is only freed: the abandon dropped the
+ * core's handle, and the new mount never knew it. */
 static void op_release(fuse_req_t req, fuse_ino_t node, struct fuse_file_info *fi)
 {
 	struct fuseops_ctx *c = ctx_of(req);
+	struct lunfs_fh *fh = fh_of(c, fi);
+	int ret = fh != NULL ? fsop_release(c->vol, fh) : 0;
 
 	(void)node;
-	reply_status(req, fsop_release(c->vol, fh_of(fi)));
+	free(wrap_of(fi));
+	fi->fh = 0;
+	reply_status(req, ret);
 }
 
+/* Through a handle of an abandoned mount nothing is durable: its writes
+ * since the last fsync were dropped with the mount. */
 static void op_fsync(fuse_req_t req, fuse_ino_t node, int datasync, struct fuse_file_info *fi)
 {
 	struct fuseops_ctx *c = ctx_of(req);
 
-	(void)fi;
+	if (fi_stale(c, fi)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	reply_status(req, fsop_fsync(c->vol, ino_of(c, node), datasync != 0));
 }
 
@@ -606,7 +688,10 @@ static void op_fallocate(fuse_req_t req, fuse_ino_t node, int mode, off_t off, o
 {
 	struct fuseops_ctx *c = ctx_of(req);
 
-	(void)fi;
+	if (fi_stale(c, fi)) {
+		fuse_reply_err(req, EIO);
+		return;
+	}
 	if (off < 0 || len <= 0) {
 		fuse_reply_err(req, EINVAL);
 		return;
@@ -891,6 +976,111 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t node, const char *name)
 	reply_status(req, fsop_removexattr(c->vol, ino_of(c, node), name));
 }
 
+/* ---- the gate (see "Rejoin" at the top) ------------------------------------ */
+
+/* Enter: true with the volume pinned until gate_leave; false (nothing
+ * held) while no volume is mounted. */
+static bool gate_enter(struct fuseops_ctx *c)
+{
+	pthread_rwlock_rdlock(&c->vol_rw);
+	if (c->vol == NULL) {
+		pthread_rwlock_unlock(&c->vol_rw);
+		return false;
+	}
+	return true;
+}
+
+static void gate_leave(struct fuseops_ctx *c)
+{
+	pthread_rwlock_unlock(&c->vol_rw);
+}
+
+/* gated_OP runs op_OP inside the gate, or answers EIO. */
+#define FUSEOPS_GATED(op, params, args)                                  \
+	static void gated_##op params                                     \
+	{                                                                 \
+		struct fuseops_ctx *c = ctx_of(req);                      \
+                                                                          \
+		if (!gate_enter(c)) {                                     \
+			fuse_reply_err(req, EIO);                         \
+			return;                                           \
+		}                                                         \
+		op_##op args;                                             \
+		gate_leave(c);                                            \
+	}
+
+typedef struct fuse_file_info ffi;
+FUSEOPS_GATED(lookup, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+FUSEOPS_GATED(getattr, (fuse_req_t req, fuse_ino_t i, ffi *fi), (req, i, fi))
+FUSEOPS_GATED(setattr, (fuse_req_t req, fuse_ino_t i, struct stat *a, int s, ffi *fi), (req, i, a, s, fi))
+FUSEOPS_GATED(readlink, (fuse_req_t req, fuse_ino_t i), (req, i))
+FUSEOPS_GATED(mknod, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t r), (req, p, n, m, r))
+FUSEOPS_GATED(mkdir, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m), (req, p, n, m))
+FUSEOPS_GATED(unlink, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+FUSEOPS_GATED(rmdir, (fuse_req_t req, fuse_ino_t p, const char *n), (req, p, n))
+FUSEOPS_GATED(symlink, (fuse_req_t req, const char *t, fuse_ino_t p, const char *n), (req, t, p, n))
+FUSEOPS_GATED(rename, (fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn,
+		       unsigned int f), (req, p, n, np, nn, f))
+FUSEOPS_GATED(link, (fuse_req_t req, fuse_ino_t i, fuse_ino_t np, const char *nn), (req, i, np, nn))
+FUSEOPS_GATED(open, (fuse_req_t req, fuse_ino_t i, ffi *fi), (req, i, fi))
+FUSEOPS_GATED(create, (fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, ffi *fi), (req, p, n, m, fi))
+FUSEOPS_GATED(read, (fuse_req_t req, fuse_ino_t i, size_t n, off_t o, ffi *fi), (req, i, n, o, fi))
+FUSEOPS_GATED(write, (fuse_req_t req, fuse_ino_t i, const char *b, size_t n, off_t o, ffi *fi),
+	      (req, i, b, n, o, fi))
+FUSEOPS_GATED(fsync, (fuse_req_t req, fuse_ino_t i, int d, ffi *fi), (req, i, d, fi))
+FUSEOPS_GATED(fallocate, (fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, ffi *fi), (req, i, m, o, l, fi))
+FUSEOPS_GATED(lseek, (fuse_req_t req, fuse_ino_t i, off_t o, int w, ffi *fi), (req, i, o, w, fi))
+FUSEOPS_GATED(readdir, (fuse_req_t req, fuse_ino_t i, size_t n, off_t o, ffi *fi), (req, i, n, o, fi))
+FUSEOPS_GATED(readdirplus, (fuse_req_t req, fuse_ino_t i, size_t n, off_t o, ffi *fi), (req, i, n, o, fi))
+FUSEOPS_GATED(fsyncdir, (fuse_req_t req, fuse_ino_t i, int d, ffi *fi), (req, i, d, fi))
+FUSEOPS_GATED(statfs, (fuse_req_t req, fuse_ino_t i), (req, i))
+FUSEOPS_GATED(setxattr, (fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t z, int f),
+	      (req, i, n, v, z, f))
+FUSEOPS_GATED(getxattr, (fuse_req_t req, fuse_ino_t i, const char *n, size_t z), (req, i, n, z))
+FUSEOPS_GATED(listxattr, (fuse_req_t req, fuse_ino_t i, size_t z), (req, i, z))
+FUSEOPS_GATED(removexattr, (fuse_req_t req, fuse_ino_t i, const char *n), (req, i, n))
+
+/* release must free the wrapper whatever happens; forgets have no reply
+ * but none. With no volume mounted their references went with the old
+ * mount. */
+static void gated_release(fuse_req_t req, fuse_ino_t node, ffi *fi)
+{
+	struct fuseops_ctx *c = ctx_of(req);
+
+	if (!gate_enter(c)) {
+		free(wrap_of(fi));
+		fi->fh = 0;
+		fuse_reply_err(req, 0);
+		return;
+	}
+	op_release(req, node, fi);
+	gate_leave(c);
+}
+
+static void gated_forget(fuse_req_t req, fuse_ino_t node, uint64_t nlookup)
+{
+	struct fuseops_ctx *c = ctx_of(req);
+
+	if (!gate_enter(c)) {
+		fuse_reply_none(req);
+		return;
+	}
+	op_forget(req, node, nlookup);
+	gate_leave(c);
+}
+
+static void gated_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	struct fuseops_ctx *c = ctx_of(req);
+
+	if (!gate_enter(c)) {
+		fuse_reply_none(req);
+		return;
+	}
+	op_forget_multi(req, count, forgets);
+	gate_leave(c);
+}
+
 /*
  * Not implemented, on purpose: access (default_permissions: the kernel
  * checks), locks (the kernel keeps POSIX/OFD/flock locks locally, which is
@@ -900,44 +1090,51 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t node, const char *name)
 const struct fuse_lowlevel_ops fuseops_table = {
 	.init = op_init,
 	.destroy = op_destroy,
-	.lookup = op_lookup,
-	.forget = op_forget,
-	.forget_multi = op_forget_multi,
-	.getattr = op_getattr,
-	.setattr = op_setattr,
-	.readlink = op_readlink,
-	.mknod = op_mknod,
-	.mkdir = op_mkdir,
-	.unlink = op_unlink,
-	.rmdir = op_rmdir,
-	.symlink = op_symlink,
-	.rename = op_rename,
-	.link = op_link,
-	.open = op_open,
-	.create = op_create,
-	.read = op_read,
-	.write = op_write,
+	.lookup = gated_lookup,
+	.forget = gated_forget,
+	.forget_multi = gated_forget_multi,
+	.getattr = gated_getattr,
+	.setattr = gated_setattr,
+	.readlink = gated_readlink,
+	.mknod = gated_mknod,
+	.mkdir = gated_mkdir,
+	.unlink = gated_unlink,
+	.rmdir = gated_rmdir,
+	.symlink = gated_symlink,
+	.rename = gated_rename,
+	.link = gated_link,
+	.open = gated_open,
+	.create = gated_create,
+	.read = gated_read,
+	.write = gated_write,
 	.flush = op_flush,
-	.release = op_release,
-	.fsync = op_fsync,
-	.fallocate = op_fallocate,
-	.lseek = op_lseek,
+	.release = gated_release,
+	.fsync = gated_fsync,
+	.fallocate = gated_fallocate,
+	.lseek = gated_lseek,
 	.opendir = op_opendir,
-	.readdir = op_readdir,
-	.readdirplus = op_readdirplus,
+	.readdir = gated_readdir,
+	.readdirplus = gated_readdirplus,
 	.releasedir = op_releasedir,
-	.fsyncdir = op_fsyncdir,
-	.statfs = op_statfs,
-	.setxattr = op_setxattr,
-	.getxattr = op_getxattr,
-	.listxattr = op_listxattr,
-	.removexattr = op_removexattr,
+	.fsyncdir = gated_fsyncdir,
+	.statfs = gated_statfs,
+	.setxattr = gated_setxattr,
+	.getxattr = gated_getxattr,
+	.listxattr = gated_listxattr,
+	.removexattr = gated_removexattr,
 };
 
 void fuseops_ctx_init(struct fuseops_ctx *c, struct lunfs_vol *vol, bool read_only,
 		      uint32_t max_read)
 {
+	pthread_rwlockattr_t ra;
+
 	memset(c, 0, sizeof(*c));
+	/* A swap must not wait behind an endless stream of requests. */
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&c->vol_rw, &ra);
+	pthread_rwlockattr_destroy(&ra);
 	c->vol = vol;
 	c->root_ino = vol_root_ino(vol);
 	c->blksize = vol_super(vol)->file_block_size;
@@ -948,4 +1145,21 @@ void fuseops_ctx_init(struct fuseops_ctx *c, struct lunfs_vol *vol, bool read_on
 	c->max_write = FUSEOPS_MAX_IO;
 	c->max_read = max_read;
 	c->read_only = read_only;
+}
+
+void fuseops_ctx_fini(struct fuseops_ctx *c)
+{
+	pthread_rwlock_destroy(&c->vol_rw);
+}
+
+struct lunfs_vol *fuseops_vol_swap(struct fuseops_ctx *c, struct lunfs_vol *nv)
+{
+	struct lunfs_vol *old;
+
+	pthread_rwlock_wrlock(&c->vol_rw);
+	old = c->vol;
+	c->vol = nv;
+	c->epoch++;
+	pthread_rwlock_unlock(&c->vol_rw);
+	return old;
 }

@@ -13,6 +13,7 @@
 #define FUSE_USE_VERSION 312
 
 #include <fuse_lowlevel.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -24,11 +25,16 @@
 #define FUSEOPS_MAX_IO (1u << 20)
 
 /*
- * One mount. Set before the session starts and read-only after: the
- * request handlers share it without a lock.
+ * One mount. vol and epoch change only with vol_rw held for writing
+ * (fuseops_vol_swap: the rejoin of a fenced mount, fusemnt.c); every
+ * request holds it for reading while it runs (the gate, fuseops.c). The
+ * other fields are set before the session starts and read-only after.
  */
 struct fuseops_ctx {
-	struct lunfs_vol *vol;
+	pthread_rwlock_t vol_rw;
+	struct lunfs_vol *vol;       /* NULL: none mounted, requests answer EIO */
+	uint64_t epoch;              /* bumped by every swap: handles of an
+	                              * earlier epoch belong to an abandoned mount */
 	uint64_t root_ino;           /* vol_root_ino(vol): FUSE's node 1 */
 	uint32_t blksize;            /* st_blksize: the file block size */
 	double entry_timeout;        /* seconds the kernel may cache a name */
@@ -40,8 +46,14 @@ struct fuseops_ctx {
 
 extern const struct fuse_lowlevel_ops fuseops_table;
 
-/* Fill in a context for a mounted volume (it owns nothing to free). */
+/* Fill in a context for a mounted volume; fuseops_ctx_fini frees what it
+ * made (not the volume) once the session is gone. */
 void fuseops_ctx_init(struct fuseops_ctx *c, struct lunfs_vol *vol, bool read_only,
 		      uint32_t max_read);
+void fuseops_ctx_fini(struct fuseops_ctx *c);
+/* Put nv (NULL: none) in place of the current volume, which it returns:
+ * waits until no request uses the old one, so that the caller may abandon
+ * it. nv must be a mount of the same volume (same root and block size). */
+struct lunfs_vol *fuseops_vol_swap(struct fuseops_ctx *c, struct lunfs_vol *nv);
 
 #endif

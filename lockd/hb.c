@@ -145,7 +145,7 @@ static void hb_slot_fill(struct lunfs_lockd *ld, const struct lockd_opts *o, uin
 
 	memset(s, 0, sizeof(*s));
 	s->slot = (uint16_t)i;
-	s->state = LUNFS_HB_LIVE;
+	s->state = o->stay_joining ? LUNFS_HB_JOINING : LUNFS_HB_LIVE;
 	s->generation = old_status == 0 ? old->generation + 1 : 1;
 	s->seq = 1;
 	memcpy(s->host_uuid, o->host_uuid, LUNFS_UUID_SIZE);
@@ -221,6 +221,9 @@ static int hb_delta_claim(struct lunfs_lockd *ld, uint32_t i, const uint8_t *exp
 	}
 	if (memcmp(tmp, rep, ss) != 0) {
 		return -ECANCELED;
+	}
+	if (ld->stay_joining) {
+		return 0;   /* the slot is ours, JOINING until lockd_activate */
 	}
 	s->state = LUNFS_HB_LIVE;
 	s->seq++;
@@ -461,6 +464,7 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 		return -ENOMEM;
 	}
 	ld->grantlog_fd = -1;
+	ld->stay_joining = o->stay_joining;
 	ld->dev = dev;
 	ld->lower = dev;
 	ld->caw = o->caw;
@@ -561,7 +565,8 @@ fail:
 	return err;
 }
 
-int lockd_beat(struct lunfs_lockd *ld)
+/* One renewal, moving the slot to `state` (0: keep it). */
+static int hb_renew(struct lunfs_lockd *ld, uint8_t state)
 {
 	uint32_t ss = ld->sb.sector_size;
 	struct lunfs_hb_slot next;
@@ -580,6 +585,9 @@ int lockd_beat(struct lunfs_lockd *ld)
 		goto out;
 	}
 	next = ld->self;
+	if (state != 0) {
+		next.state = state;
+	}
 	next.seq++;
 	next.beat_time_ns = hb_realtime_ns();
 	hb_encode(&ld->codec, &next, ld->hb_addr, rep);
@@ -605,6 +613,26 @@ int lockd_beat(struct lunfs_lockd *ld)
 out:
 	pthread_mutex_unlock(&ld->beat_mu);
 	dev_buf_free(rep);
+	return err;
+}
+
+int lockd_beat(struct lunfs_lockd *ld)
+{
+	return hb_renew(ld, 0);
+}
+
+int lockd_activate(struct lunfs_lockd *ld)
+{
+	int err;
+
+	if (ld->self.state == LUNFS_HB_LIVE) {
+		return 0;
+	}
+	/* Still JOINING, so only our own renewals change the slot. */
+	err = hb_renew(ld, LUNFS_HB_LIVE);
+	if (err == 0) {
+		err = dev_flush(ld->dev);
+	}
 	return err;
 }
 
@@ -731,11 +759,17 @@ int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *
 		goto out;
 	}
 	err = 0;
-	/* Single-machine rule of this issue: a slot holds its locks while it
-	 * is claimed by the same incarnation. LEAVING is still releasing,
-	 * RECOVERING is not yet replayed: both keep their locks (safe side).
-	 * The cluster issue adds timing-based death. */
-	if (s.state != LUNFS_HB_FREE && (gen == 0 || s.generation == gen)) {
+	/* A slot holds its locks while it is claimed by the same
+	 * incarnation: LEAVING is still releasing, RECOVERING is not yet
+	 * replayed, a DEAD one is not recovered yet (all on the safe side).
+	 * A JOINING slot also holds the locks of its earlier generations: a
+	 * host that crashed and mounted again claims its own slot with a new
+	 * generation, and until it has replayed the journal of the old one
+	 * (lockd_activate), a new holder would read home blocks that the
+	 * replay then writes over (found by the 5-minute torture: lost
+	 * directory entries after kill -9 and restart). */
+	if (s.state != LUNFS_HB_FREE &&
+	    (gen == 0 || s.generation == gen || (s.state == LUNFS_HB_JOINING && gen < s.generation))) {
 		*alive = true;
 	}
 out:

@@ -50,6 +50,7 @@ struct lunfs_lockd {
 	uint64_t hb_addr;
 	struct lunfs_hb_slot joined;   /* the image we claimed (lockd_self) */
 	int grantlog_fd;               /* the lock grant log (lockd/grantlog.c); -1 = none */
+	bool stay_joining;             /* lockd_opts.stay_joining */
 
 	/* beat_mu: serialises renewals (lockd_beat, lockd_leave). */
 	pthread_mutex_t beat_mu;

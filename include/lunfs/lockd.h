@@ -56,6 +56,12 @@ struct lockd_opts {
 	 * (lockd/paxos.c) run under our slot and generation; lockd_dev()
 	 * returns it. It must be the volume's: lockd_caw_backend(sb). */
 	enum lunfs_caw_backend caw;
+	/* Claim the slot as JOINING and stay so until lockd_activate: while
+	 * a slot is JOINING, every lock of its EARLIER generations still
+	 * counts as held (lockd_slot_alive), because the journal they wrote
+	 * may not be replayed yet. A mount sets it and activates once it has
+	 * replayed its own journal; without it the slot goes LIVE at once. */
+	bool stay_joining;
 	/* Test facility: append every lock grant, release, takeover,
 	 * recovery, join and leave to this file (lockd/grantlog.c), for the
 	 * torture's double-grant checker. NULL or "" = no log. */
@@ -81,6 +87,10 @@ enum lunfs_caw_backend lockd_caw_backend(const struct lunfs_super *sb);
  * lockd_caw_backend.) */
 int lockd_join(struct lunfs_dev *dev, const struct lunfs_super *sb, const struct lunfs_codec *c,
 	       const struct lockd_opts *o, struct lunfs_lockd **out);
+/* JOINING -> LIVE (lockd_opts.stay_joining): the earlier generations of
+ * our slot no longer hold anything. 0 when already LIVE. Written by
+ * compare-and-write of our last image, and flushed. */
+int lockd_activate(struct lunfs_lockd *ld);
 /* Stop renewing and free the slot (state FREE, generation kept). */
 int lockd_leave(struct lunfs_lockd *ld);
 /* Stop renewing and free the memory, writing nothing: what a crash leaves

@@ -21,7 +21,8 @@
 # TORTURE_SEED reproduces the schedule (the seed is printed). On failure the
 # logs are kept in $TORTURE_ARTIFACTS (default /tmp/lunfs-torture.<time>);
 # TORTURE_KEEP=1 keeps them after a pass too.
-# The 30 s run is cluster_torture_30s.sh; `make torture` runs 300 s, 4 hosts.
+# The 30 s run is test_cluster_torture.sh (in the default test run); `make
+# torture` runs 300 s, 4 hosts.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mount_lib.sh"
 . "$(dirname "$0")/cluster/farm_lib.sh"

@@ -607,6 +607,57 @@ START_TEST(test_leave_voids_many_locks)
 }
 END_TEST
 
+/* A host that crashed and joins again claims its own slot with a new
+ * generation; while it is JOINING (stay_joining: it has not replayed its
+ * journal yet), the locks of its earlier generation still count as held,
+ * for everyone else. After lockd_activate they are stale and others take
+ * them. (Before, the new generation freed them at once, and a host taking
+ * one read home blocks that the replay then overwrote: lost directory
+ * entries in the 5-minute torture.) */
+START_TEST(test_joining_holds_earlier_generations)
+{
+	struct fixture fx;
+	struct lunfs_lockd *a = NULL, *b = NULL;
+	struct lockd_opts oa, ob;
+	struct lockd_clock clk;
+	struct test_clock tc;
+	struct lunfs_hb_slot hs;
+	uint32_t holder = 999;
+	uint64_t x;
+
+	fx_init(&fx);
+	x = layout_syslock_addr(&fx.sb, 25);
+	tc_attach(&tc, &clk);
+	opts_init(&oa, "host-a", uuid_a, &clk);
+	opts_init(&ob, "host-b", uuid_b, &clk);
+	oa.caw = LOCK_TEST_BACKEND;
+	ob.caw = LOCK_TEST_BACKEND;
+	oa.stay_joining = true;
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
+	ck_assert_int_eq(read_slot(&fx, lockd_slot(a), &hs), 0);
+	ck_assert_uint_eq(hs.state, LUNFS_HB_JOINING);
+	ck_assert_int_eq(lockd_activate(a), 0);
+	ck_assert_int_eq(read_slot(&fx, lockd_slot(a), &hs), 0);
+	ck_assert_uint_eq(hs.state, LUNFS_HB_LIVE);
+	ck_assert_int_eq(lockd_activate(a), 0);   /* already LIVE: nothing */
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &ob, &b), 0);
+	ck_assert_int_eq(lockd_lock(a, x, LUNFS_LOCK_KIND_SYSTEM, 25, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
+	lockd_abandon(a);   /* crash, lock held, journal "dirty" */
+
+	/* a mounts again: its own slot, generation 2, JOINING. */
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
+	ck_assert_uint_eq(lockd_gen(a), 2);
+	ck_assert_int_eq(lockd_lock(b, x, LUNFS_LOCK_KIND_SYSTEM, 25, LUNFS_LOCK_EXCLUSIVE, &holder), -EBUSY);
+	ck_assert_uint_eq(holder, lockd_slot(a));
+	/* Replayed: generation 1 is over. */
+	ck_assert_int_eq(lockd_activate(a), 0);
+	ck_assert_int_eq(lockd_lock(b, x, LUNFS_LOCK_KIND_SYSTEM, 25, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
+	ck_assert_int_eq(lockd_leave(a), 0);
+	ck_assert_int_eq(lockd_leave(b), 0);
+	fx_fini(&fx);
+}
+END_TEST
+
 START_TEST(test_lock_payload)
 {
 	struct fixture fx;
@@ -744,6 +795,7 @@ static Suite *lockd_suite(void)
 	tcase_add_loop_test(tc, test_lock_payload, 0, 2);
 	tcase_add_loop_test(tc, test_lock_contention, 0, 2);
 	tcase_add_loop_test(tc, test_leave_voids_many_locks, 0, 2);
+	tcase_add_loop_test(tc, test_joining_holds_earlier_generations, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
