@@ -344,6 +344,37 @@ static bool cl_mode_covers(uint8_t held, uint8_t want)
 	       (want == LUNFS_LOCK_SHARED && held == LUNFS_LOCK_MULTIWRITER);
 }
 
+/* Is l in use by anything on this host (opens, waiting opens, operations)? */
+static bool cl_busy(const struct cl_ilock *l)
+{
+	return l != NULL && l->nread + l->nwrite + l->npending + l->nuse > 0;
+}
+
+/* Give up an idle cached lock here and now (ilk_mu held, dropped and
+ * taken again around the flush): as every release, only once our journal
+ * holds nothing of what it covers (the invariant at the top), with new
+ * users held back by `wanted` meanwhile. Left as it was if a user came
+ * in during the flush. */
+static void cl_drop_idle_locked(struct lunfs_vol *v, struct cl_ilock *l, uint64_t addr)
+{
+	struct cluster *c = v->cl;
+	uint32_t touch = l->touch;
+	int err;
+
+	l->wanted = true;
+	pthread_mutex_unlock(&c->ilk_mu);
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_flush_home(v->jnl);
+	pthread_mutex_unlock(&v->meta_lock);
+	pthread_mutex_lock(&c->ilk_mu);
+	l->wanted = false;
+	if (err == 0 && !cl_busy(l) && l->touch == touch && lockd_unlock(v->ld, addr) == 0) {
+		l->mode = LUNFS_LOCK_FREE;
+		l->closed_ns = 0;
+	}
+	pthread_cond_broadcast(&c->ilk_cv);
+}
+
 int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, bool multiwriter,
 		      bool is_new)
 {
@@ -375,9 +406,8 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 		/* Switching to or from multi-writer cannot be an upgrade in
 		 * lockd: an idle cached mode is dropped first. */
 		if ((l->mode == LUNFS_LOCK_MULTIWRITER || want == LUNFS_LOCK_MULTIWRITER) &&
-		    l->mode != LUNFS_LOCK_FREE && l->nread + l->nwrite + l->npending + l->nuse == 0) {
-			(void)lockd_unlock(v->ld, addr);
-			l->mode = LUNFS_LOCK_FREE;
+		    l->mode != LUNFS_LOCK_FREE && !cl_busy(l) && !l->wanted) {
+			cl_drop_idle_locked(v, l, addr);
 		}
 		fresh = l->mode == LUNFS_LOCK_FREE;
 		/* Pending: the release callback must not give the lock away
@@ -537,12 +567,6 @@ void cluster_set_inval(struct lunfs_vol *v, void (*fn)(void *arg, uint64_t ino),
 	c->inval_fn = fn;
 	c->inval_arg = arg;
 	pthread_mutex_unlock(&c->inval_mu);
-}
-
-/* Is l in use by anything on this host (opens, waiting opens, operations)? */
-static bool cl_busy(const struct cl_ilock *l)
-{
-	return l != NULL && l->nread + l->nwrite + l->npending + l->nuse > 0;
 }
 
 /* EXCLUSIVE -> SHARED for an inode only read here. lockd has no

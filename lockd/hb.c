@@ -384,6 +384,7 @@ static int hb_claim(struct lunfs_lockd *ld, const struct lockd_opts *o)
 		}
 		ld->slot = (uint32_t)i;
 		ld->gen = s.generation;
+		ld->joining = ld->stay_joining;
 		ld->self = s;
 		ld->joined = s;
 		memcpy(ld->last_image, rep, ss);
@@ -633,6 +634,11 @@ int lockd_activate(struct lunfs_lockd *ld)
 	if (err == 0) {
 		err = dev_flush(ld->dev);
 	}
+	if (err == 0) {
+		pthread_mutex_lock(&ld->hb_mu);
+		ld->joining = false;
+		pthread_mutex_unlock(&ld->hb_mu);
+	}
 	return err;
 }
 
@@ -768,8 +774,12 @@ int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *
 	 * (lockd_activate), a new holder would read home blocks that the
 	 * replay then writes over (found by the 5-minute torture: lost
 	 * directory entries after kill -9 and restart). */
+	/* Not only JOINING: a slot that died while JOINING goes to
+	 * RECOVERING at its new generation, and the recoverer replays the
+	 * transactions of the earlier ones too. Only FREE (recovered) or
+	 * LIVE at a later generation (replayed, activated) ends them. */
 	if (s.state != LUNFS_HB_FREE &&
-	    (gen == 0 || s.generation == gen || (s.state == LUNFS_HB_JOINING && gen < s.generation))) {
+	    (gen == 0 || s.generation == gen || (gen < s.generation && s.state != LUNFS_HB_LIVE))) {
 		*alive = true;
 	}
 out:

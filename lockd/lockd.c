@@ -663,6 +663,15 @@ int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr)
 	if (err < 0) {
 		goto out_free;
 	}
+	/* What our earlier generations held stays held until our journal
+	 * is replayed (lockd_activate): the same rule as lockd_slot_alive
+	 * applies to others. Asked again by the requester's next poll. */
+	pthread_mutex_lock(&ld->hb_mu);
+	err = ld->joining ? -EAGAIN : 0;
+	pthread_mutex_unlock(&ld->hb_mu);
+	if (err < 0) {
+		goto out_free;
+	}
 	pthread_mutex_lock(&ld->lock_mu);
 	if (lock_table_find(ld, lock_addr) != NULL) {
 		err = 2;

@@ -51,6 +51,7 @@ struct lunfs_lockd {
 	struct lunfs_hb_slot joined;   /* the image we claimed (lockd_self) */
 	int grantlog_fd;               /* the lock grant log (lockd/grantlog.c); -1 = none */
 	bool stay_joining;             /* lockd_opts.stay_joining */
+	bool joining;                  /* JOINING, not activated yet (hb_mu) */
 
 	/* beat_mu: serialises renewals (lockd_beat, lockd_leave). */
 	pthread_mutex_t beat_mu;
@@ -146,7 +147,8 @@ int lockd_handoff_serve(struct lunfs_lockd *ld);
 int lockd_request_note(struct lunfs_lockd *ld, uint64_t lock_addr, uint8_t mode, uint32_t serial);
 /* A request reached us for a lock not in our table: clear our holder bit
  * or ownership left by an earlier incarnation of our slot. 0 nothing to
- * do, 1 cleared, 2 held in our table (the caller asks the upper layer). */
+ * do, 1 cleared, 2 held in our table (the caller asks the upper layer),
+ * -EAGAIN while we are JOINING (ask again later). */
 int lockd_release_stale(struct lunfs_lockd *ld, uint64_t lock_addr);
 
 /* lockd/timeouts.c */
@@ -163,6 +165,10 @@ void hb_scan_decode(const struct lunfs_super *sb, const struct lunfs_codec *c, c
 /* lockd/hb.c: is (slot, gen) an incarnation that may still hold locks?
  * gen 0 = any generation (holder bits carry none). */
 int lockd_slot_alive(struct lunfs_lockd *ld, uint32_t slot, uint64_t gen, bool *alive);
+/* Has everything (slot, gen) journaled been replayed, as of the last
+ * scan? True when the slot is FREE (recovered or left) or LIVE at a later
+ * generation (which activates only after its replay). (m->mu held.) */
+bool lockd_mon_replayed_locked(const struct lockd_monitor *m, uint32_t slot, uint64_t gen);
 
 /* lockd/grantlog.c: the lock grant log, a test facility (see there for
  * the records and WHEN each must be written). open: path NULL or "" = no

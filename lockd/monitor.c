@@ -219,6 +219,23 @@ enum lockd_host_state lockd_mon_judge_locked(const struct lockd_monitor *m, uint
 	}
 }
 
+bool lockd_mon_replayed_locked(const struct lockd_monitor *m, uint32_t slot, uint64_t gen)
+{
+	const struct lockd_mon_slot *s;
+
+	if (slot >= m->sb.max_hosts) {
+		return false;
+	}
+	s = &m->slots[slot];
+	if (!s->seen || (s->status != 0 && s->status != -ENODATA && s->status != -ESTALE)) {
+		return false;
+	}
+	if (s->status != 0 || s->state == LUNFS_HB_FREE) {
+		return true;
+	}
+	return s->gen > gen && s->state == LUNFS_HB_LIVE;
+}
+
 bool lockd_mon_dead_locked(const struct lockd_monitor *m, uint32_t slot, uint64_t gen)
 {
 	const struct lockd_mon_slot *s;

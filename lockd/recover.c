@@ -6,9 +6,11 @@
  *   D's slot                              what we do
  *   ------------------------------------  --------------------------------
  *   LIVE/JOINING/LEAVING, DEAD            claim D
- *   RECOVERING, recoverer R dead          claim D (take the recovery over)
- *     (R's slot DEAD, RECOVERING, FREE,
- *      or at a later generation)
+ *   RECOVERING, recoverer R recovered     claim D (take the recovery over)
+ *     (R's slot FREE, or LIVE at a later
+ *      generation: R's own journal, which
+ *      may hold part of D's recovery, has
+ *      been replayed)
  *   RECOVERING, recoverer = us, now       run the callback again (it failed
  *                                         on an earlier scan)
  *   anything else                         nothing
@@ -29,8 +31,9 @@
  * from its RECOVERING image to FREE, keeping the generation, so the next
  * claim of the slot moves past every lock D's incarnation held. If we die
  * half-way, our own slot goes dead, D's stays RECOVERING with a dead
- * recoverer, and the next survivor claims it the same way and starts the
- * callback again: replay is idempotent.
+ * recoverer; a survivor recovers us first (our journal may hold part of
+ * D's recovery), then claims D the same way and starts the callback
+ * again: replay is idempotent.
  *
  * Without a recover callback nobody recovers: freeing a slot without
  * replaying its journal would let a later claim replay it over newer
@@ -95,8 +98,14 @@ static enum recover_action recover_decide_locked(const struct lunfs_lockd *ld, u
 		/* An earlier incarnation of our slot died recovering D. */
 		return r->recoverer_gen < ld->gen ? RECOVER_CLAIM : RECOVER_NONE;
 	}
-	return lockd_mon_dead_locked(m, r->recoverer_slot - 1u, r->recoverer_gen) ? RECOVER_CLAIM :
-										    RECOVER_NONE;
+	/* Not merely dead: recovered. A recoverer that died half-way may
+	 * have journaled changes to what D's locks cover (D's orphans freed
+	 * in D's clusters) without writing them home; were we to free D now,
+	 * a later replay of the recoverer's journal would write them over
+	 * the next holder's. Its own recovery (or its replay when it mounts
+	 * again) comes first. */
+	return lockd_mon_replayed_locked(m, r->recoverer_slot - 1u, r->recoverer_gen) ? RECOVER_CLAIM :
+											 RECOVER_NONE;
 }
 
 /* CAW slot d from `expect` to the encoding of `next`; on success `expect`

@@ -68,6 +68,7 @@ struct fixture {
 	atomic_uint recovered[8];
 	atomic_uint calls;
 	int fail_with;            /* the callback "crashes" with this */
+	int fail_slot_plus1;      /* ...only when recovering this slot (+1); 0 = any */
 };
 
 static void fx_init(struct fixture *fx)
@@ -305,7 +306,7 @@ static int cb_recover(void *arg, uint32_t slot, const struct lunfs_hb_slot *dead
 	ck_assert_int_eq(dead->state, LUNFS_HB_RECOVERING);
 	ck_assert_uint_eq(dead->slot, slot);
 	atomic_fetch_add(&fx->calls, 1);
-	if (fx->fail_with != 0) {
+	if (fx->fail_with != 0 && (fx->fail_slot_plus1 == 0 || fx->fail_slot_plus1 == (int)slot + 1)) {
 		return fx->fail_with;
 	}
 	/* What the fs layer will do first: replay the dead host's journal
@@ -433,6 +434,69 @@ START_TEST(test_recoverer_dies)
 	ck_assert_uint_eq(atomic_load(&fx.recovered[3]), 1);
 	ck_assert_uint_eq(atomic_load(&fx.recovered[0]), 1);
 	ck_assert_uint_eq(atomic_load(&fx.calls), 3);
+	fx_fini(&fx);
+}
+END_TEST
+
+/* A dead recoverer is recovered BEFORE its half-done recovery is taken
+ * over: its journal may hold part of that recovery (D's orphans freed in
+ * D's clusters), and freeing D first would let a later replay of that
+ * journal write over the next holder of D's locks. Here the recovery of
+ * the recoverer (host 0) keeps failing: D (host 3) must stay RECOVERING,
+ * with host 0 as its recoverer, until host 0 is recovered. (Before, D was
+ * taken over and freed as soon as host 0 was judged dead.) */
+START_TEST(test_recoverer_recovered_first)
+{
+	struct fixture fx;
+	struct lunfs_hb_slot s;
+	uint64_t agen;
+
+	fx_init(&fx);
+	for (unsigned h = 0; h < NHOSTS; h++) {
+		host_join(&fx, h);
+		lockd_set_recover(fx.ld[h], cb_recover, &fx);
+	}
+	agen = lockd_gen(fx.ld[0]);
+	hosts_scan(&fx, 0xf);
+	for (unsigned step = 1; step < DEAD_MS / STEP_MS; step++) {
+		clock_advance(&fx, STEP_MS);
+		hosts_beat(&fx, 0x7);
+		hosts_scan(&fx, 0x7);
+	}
+	clock_advance(&fx, STEP_MS);
+	hosts_beat(&fx, 0x7);
+	fx.fail_with = -EINTR;
+	ck_assert_int_eq(lockd_monitor_scan(fx.ld[0]), -EINTR);
+	host_crash(&fx, 0);
+	/* Recovering host 0 fails from now on; recovering 3 would work. */
+	fx.fail_slot_plus1 = 1;
+	for (unsigned step = 1; step <= 3 * DEAD_MS / STEP_MS; step++) {
+		clock_advance(&fx, STEP_MS);
+		hosts_beat(&fx, 0x6);
+		(void)lockd_monitor_scan(fx.ld[1]);
+		(void)lockd_monitor_scan(fx.ld[2]);
+		read_slot(&fx, 3, &s);
+		ck_assert_int_eq(s.state, LUNFS_HB_RECOVERING);
+		ck_assert_uint_eq(s.recoverer_slot, 1);
+		ck_assert_uint_eq(s.recoverer_gen, agen);
+	}
+	read_slot(&fx, 0, &s);
+	ck_assert_int_eq(s.state, LUNFS_HB_RECOVERING);
+	ck_assert_uint_eq(atomic_load(&fx.recovered[3]), 0);
+	/* Host 0's recovery goes through: then 3's is taken over. */
+	fx.fail_with = 0;
+	fx.fail_slot_plus1 = 0;
+	for (unsigned step = 0; step < 3; step++) {
+		clock_advance(&fx, STEP_MS);
+		hosts_beat(&fx, 0x6);
+		hosts_scan(&fx, 0x6);
+	}
+	read_slot(&fx, 0, &s);
+	ck_assert_int_eq(s.state, LUNFS_HB_FREE);
+	read_slot(&fx, 3, &s);
+	ck_assert_int_eq(s.state, LUNFS_HB_FREE);
+	ck_assert_uint_eq(atomic_load(&fx.recovered[0]), 1);
+	ck_assert_uint_eq(atomic_load(&fx.recovered[3]), 1);
 	fx_fini(&fx);
 }
 END_TEST
@@ -773,6 +837,7 @@ static Suite *monitor_suite(void)
 	tcase_add_test(tc, test_first_sight_and_stall);
 	tcase_add_test(tc, test_recover_exactly_one);
 	tcase_add_test(tc, test_recoverer_dies);
+	tcase_add_test(tc, test_recoverer_recovered_first);
 	tcase_add_test(tc, test_no_callback_no_recovery);
 	tcase_add_test(tc, test_frozen_host_fenced);
 	tcase_add_test(tc, test_monitor_fences_self);
