@@ -181,7 +181,12 @@ void alloc_recover_end(struct alloc *a);
  * lock that protects them.
  */
 struct lunfs_vol {
+	/* What the fs core reads and writes through: a write gate
+	 * (dev/dev_gate.c) over raw_dev that checks our lease before every
+	 * write, from the heartbeat claim to the slot's release. raw_dev is
+	 * the caller's device, which lockd uses itself. */
 	struct lunfs_dev *dev;
+	struct lunfs_dev *raw_dev;
 	struct lunfs_super sb;
 	struct lunfs_codec codec;
 	struct lunfs_mount_opts opts;

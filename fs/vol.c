@@ -211,6 +211,24 @@ static int vol_root_check(struct lunfs_vol *v, const struct lunfs_mount_opts *o)
 	return err;
 }
 
+/* The write gate's question (dev/dev_gate.c): may we write now? */
+static int vol_lease_allows(void *arg)
+{
+	struct lunfs_vol *v = arg;
+
+	return lockd_check_lease(v->ld);
+}
+
+/* Close the write gate, if it is open: v->dev is the caller's device
+ * again. */
+static void vol_gate_close(struct lunfs_vol *v)
+{
+	if (v->dev != v->raw_dev) {
+		dev_close(v->dev);
+		v->dev = v->raw_dev;
+	}
+}
+
 int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lunfs_vol **out)
 {
 	struct lunfs_vol *v;
@@ -229,6 +247,7 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 		return -ENOMEM;
 	}
 	v->dev = dev;
+	v->raw_dev = dev;
 	v->opts = *o;
 	v->opts.why = NULL; /* the caller's pointer is for this call only */
 	if (v->opts.commit_interval_ms == 0) {
@@ -281,8 +300,17 @@ int vol_mount(struct lunfs_dev *dev, const struct lunfs_mount_opts *o, struct lu
 	}
 	v->slot = lockd_slot(v->ld);
 	v->gen = lockd_gen(v->ld);
+	/* Everything the fs core writes from here on passes the lease check
+	 * right before it goes down (dev/dev_gate.c); lockd keeps the raw
+	 * device for its own renewals. */
+	err = dev_gate_open(dev, vol_lease_allows, v, &v->dev);
+	if (err < 0) {
+		v->dev = dev;
+		vol_why(o, "out of memory");
+		goto out_leave;
+	}
 
-	err = mc_create(dev, v->opts.cache_bytes, &v->mc);
+	err = mc_create(v->dev, v->opts.cache_bytes, &v->mc);
 	if (err < 0) {
 		vol_why(o, "cannot create the metadata cache");
 		goto out_leave;
@@ -353,6 +381,7 @@ out_mc:
 	}
 	mc_destroy(v->mc);
 out_leave:
+	vol_gate_close(v);
 	(void)lockd_leave(v->ld);
 out_free:
 	pthread_mutex_destroy(&v->fh_lock);
@@ -384,6 +413,7 @@ int vol_unmount(struct lunfs_vol *v)
 	alloc_close(v->alloc);
 	pthread_mutex_unlock(&v->meta_lock);
 	mc_destroy(v->mc);
+	vol_gate_close(v);
 	/* Gives back every lock still held, inode locks of opens included. */
 	e = lockd_leave(v->ld);
 	if (e < 0 && err == 0) {
@@ -419,6 +449,7 @@ void vol_abandon(struct lunfs_vol *v)
 	alloc_close(v->alloc);
 	pthread_mutex_unlock(&v->meta_lock);
 	mc_destroy(v->mc);
+	vol_gate_close(v);
 	lockd_abandon(v->ld);
 	cluster_free(v);
 	pthread_mutex_destroy(&v->fh_lock);

@@ -7,6 +7,8 @@
  *   dev_mem    sparse memory, for unit tests
  *   dev_fault  stacks on any device; injects errors, torn writes, power
  *              loss, latency and freezes
+ *   dev_gate   stacks on any device; asks a callback (the lease) before
+ *              every write it passes down
  *
  * Conventions: offsets and lengths of read/write/CAW are multiples of the
  * device's sector size; buffers are aligned to LUNFS_DEV_BUF_ALIGN (use
@@ -135,6 +137,15 @@ int dev_file_open(const char *path, const struct lunfs_dev_file_opts *opts,
  * grows with the data written, not with size: writing zeros to a range
  * never written allocates nothing, discard frees whole 64 KiB chunks. */
 int dev_mem_open(uint64_t size, uint32_t sector_size, struct lunfs_dev **out);
+
+/* --- the write gate (dev/dev_gate.c) ----------------------------------- */
+/* A device over `lower` that calls allow(arg) right before it passes any
+ * write, discard or CAW down (in waves of at most 32 I/Os, one call per
+ * wave that has writes); a negative return fails those writes with it, and
+ * nothing of them reaches `lower`. Reads and flushes pass unchecked. The
+ * fs core stacks it under everything it writes, with its lease check as
+ * `allow`. Closing it does not close `lower`. */
+int dev_gate_open(struct lunfs_dev *lower, int (*allow)(void *arg), void *arg, struct lunfs_dev **out);
 
 /* --- fault injection (dev/dev_fault.c) ---------------------------------- */
 struct lunfs_fault;
