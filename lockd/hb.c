@@ -25,11 +25,30 @@
  * last wrote. If anyone else wrote our slot (a recoverer marking it
  * RECOVERING after deciding we were dead), the compare fails, nothing is
  * written, and we are fenced for good: the mount must drop everything and
- * rejoin as a new generation.
+ * rejoin as a new generation. (PAXOS: see hb_renew_write.)
  *
  * Lease. We record when each successful renewal was SUBMITTED (not when it
  * completed: a slow completion can only make us fence earlier).
  * lockd_check_lease fails once now - last_ok_submit > F (lockd/timeouts.c).
+ * Where it is checked in this file, and why there:
+ *  - PAXOS plain renewal (hb_renew_write): before the read, to choose
+ *    between the plain write and a CAW, and AGAIN immediately before the
+ *    plain write is submitted. Only the second one makes the write safe: a
+ *    write submitted within F of the last good renewal lands before T - I,
+ *    before anyone can judge us dead. A host frozen between its read and
+ *    its write (SIGSTOP, a VM pause) wakes past F, fails that check and
+ *    falls back to the Paxos CAW, which sees the recoverer's RECOVERING
+ *    and fences us instead of overwriting it.
+ *  - PAXOS CAW of our own slot (a renewal with a lapsed lease, leave): the
+ *    Paxos layer calls hb_paxos_lease_ok right before each of its writes;
+ *    for our own slot it allows T - D after the last good renewal (each
+ *    write then lands by T, before a judgement). Once that window is gone
+ *    no renewal can ever succeed again: the incarnation is fenced there,
+ *    so the mount is abandoned and rejoins as a new generation instead of
+ *    answering EIO forever (also on a one-host volume, where no survivor
+ *    would ever take the slot and let the monitor fence us).
+ *  - LOCAL: every renewal is a CAW that only succeeds if nobody wrote our
+ *    slot, so a lapsed host may still renew, at any age; nothing to check.
  *
  * The monitor (lockd/monitor.c) runs on its own thread next to the
  * heartbeat thread, started and stopped with it.
@@ -182,9 +201,10 @@ static void hb_slot_fill(struct lunfs_lockd *ld, const struct lockd_opts *o, uin
  * Renewals: plain writes while our lease is valid (nobody may judge us dead
  * before T, and a write submitted before F lands before T - I), each after
  * reading the slot back (a changed slot: fenced, as a failed CAW is in LOCAL
- * mode). Once the lease has expired a renewal is a Paxos CAW against our
- * last image, allowed until T - D after the last good renewal, so a
- * recoverer's RECOVERING is never overwritten (DESIGN 5.4).
+ * mode), the lease checked again right before the write. Once the lease has
+ * expired a renewal is a Paxos CAW against our last image, allowed until
+ * T - D after the last good renewal, so a recoverer's RECOVERING is never
+ * overwritten (DESIGN 5.4); past T - D we are fenced (hb_paxos_lease_ok).
  */
 static int hb_delta_claim(struct lunfs_lockd *ld, uint32_t i, const uint8_t *expect,
 			  struct lunfs_hb_slot *s, uint8_t *rep, uint8_t *tmp, uint64_t *submit)
@@ -242,6 +262,7 @@ static int hb_renew_write(struct lunfs_lockd *ld, const uint8_t *rep)
 {
 	uint32_t ss = ld->sb.sector_size;
 	uint8_t *tmp;
+	bool lapsed = false;
 	int err;
 
 	if (ld->caw != LUNFS_CAW_PAXOS || lockd_check_lease(ld) < 0) {
@@ -257,20 +278,42 @@ static int hb_renew_write(struct lunfs_lockd *ld, const uint8_t *rep)
 		err = -ECANCELED;
 	}
 	if (err == 0) {
-		err = dev_write(ld->dev, rep, ss, ld->hb_addr);
+		/* The check above was made before the read, which may have
+		 * taken up to D, and we may have been stopped since: a plain
+		 * write is only safe if it is submitted within F of the last
+		 * good renewal (it then lands before anyone can judge us dead
+		 * and write RECOVERING), so check again, and submit at once.
+		 * Keep nothing between this check and dev_write. Lapsed: the
+		 * CAW below, which never overwrites a recoverer's image. */
+		if (lockd_check_lease(ld) < 0) {
+			lapsed = true;
+		} else {
+			err = dev_write(ld->dev, rep, ss, ld->hb_addr);
+		}
 	}
 	dev_buf_free(tmp);
+	if (lapsed) {
+		err = dev_caw(ld->dev, ld->hb_addr, ld->last_image, rep, NULL);
+	}
 	return err;
 }
 
-/* The Paxos backend's lease check: any sector but our own slot needs a
- * valid lease; our own slot may be renewed by CAW until T - D after the
- * last good renewal (until then nobody can have judged us dead and taken
- * the instance from us). Not `left`: leave frees the slot through it. */
+/* The Paxos backend's lease check, called immediately before every write
+ * it submits (ballot blocks, leader, the replace write, the release;
+ * lockd/paxos.c). Any sector but our own slot needs a valid lease; our own
+ * slot may be renewed by CAW until T - D after the last good renewal (each
+ * write submitted by then lands by T, before anyone can judge us dead and
+ * take the instance or the slot from us). Not `left`: leave frees the slot
+ * through it.
+ * Past T - D no renewal can succeed any more, so we fence here: only our
+ * own renewals and leave CAW our own slot, and they hold beat_mu, so
+ * last_ok_submit cannot move under this judgement. Without it a host whose
+ * disk path came back after T - D, with nobody to recover it (one host, or
+ * the whole farm's storage stalled), answered EIO until remounted by hand. */
 static int hb_paxos_lease_ok(void *arg, uint64_t target)
 {
 	struct lunfs_lockd *ld = arg;
-	uint64_t now;
+	uint64_t now, window = ld->to.dead_ns - ld->to.io_deadline_ns;
 	int err = 0;
 
 	if (target != ld->hb_addr) {
@@ -278,8 +321,16 @@ static int hb_paxos_lease_ok(void *arg, uint64_t target)
 	}
 	now = lockd_now(ld);
 	pthread_mutex_lock(&ld->hb_mu);
-	if (ld->fenced || now - ld->last_ok_submit_ns > ld->to.dead_ns - ld->to.io_deadline_ns) {
+	if (ld->fenced) {
 		err = -EIO;
+	} else if (now > ld->last_ok_submit_ns && now - ld->last_ok_submit_ns > window) {
+		err = -EIO;
+		if (!ld->left) {
+			ld->fenced = true;
+			fprintf(stderr, "lunfs: heartbeat slot %u (generation %llu) not renewed for "
+				"T - D = %llu ms: fenced, no more writes\n", ld->slot,
+				(unsigned long long)ld->gen, (unsigned long long)(window / 1000000ull));
+		}
 	}
 	pthread_mutex_unlock(&ld->hb_mu);
 	return err;
@@ -648,7 +699,10 @@ int lockd_check_lease(struct lunfs_lockd *ld)
 	int err = 0;
 
 	pthread_mutex_lock(&ld->hb_mu);
-	if (ld->fenced || ld->left || now - ld->last_ok_submit_ns > ld->to.fence_ns) {
+	/* now may predate a renewal that completed while we waited for
+	 * hb_mu: that is no lapse (and no unsigned wrap). */
+	if (ld->fenced || ld->left ||
+	    (now > ld->last_ok_submit_ns && now - ld->last_ok_submit_ns > ld->to.fence_ns)) {
 		err = -EIO;
 	}
 	pthread_mutex_unlock(&ld->hb_mu);

@@ -38,8 +38,8 @@
  *      abort likewise. Otherwise the value is chosen for round T.
  *      Aborts retry from step 1 after a random backoff.
  *   3. Chosen for us: write L = (T, us, owned) and read s in one batch,
- *      check our lease, compare, write replace, then write L = (T, us,
- *      released) and our block's released_round = T together.
+ *      compare, write replace, then write L = (T, us, released) and our
+ *      block's released_round = T together.
  *      Chosen for another host: write L = (T, owner, released as its block
  *      says) for it, and go back to step 1 (normally to wait for it).
  *
@@ -62,11 +62,32 @@
  *  - A corrupt block of a live host cannot be judged: ballots abort (safe,
  *    not live). A corrupt block of a dead slot is ignored: whatever it
  *    held, its owner can no longer act. Our own corrupt block is rewritten.
- * Not guarded: a former owner that passed its lease check and then froze
- *   past the dead timeout before its replace write landed (DESIGN 5.5).
+ *
+ * The lease. lease_ok (a mutex and a clock read, no I/O) is called at entry
+ * and immediately before EVERY write this file submits (px_write_checked):
+ * both ballot writes of our block, the leader write (with the read of s),
+ * the replace write, the release, and a leader written for another owner.
+ * The argument above needs it: "a dead host has fenced itself" only holds
+ * for writes submitted right after a good check, because lockd's timing
+ * (a write submitted within the lease lands before anyone judges us dead,
+ * DESIGN 5.5 (3)) is what lets the others treat us as gone. A host stopped
+ * in the middle of a round (SIGSTOP, a VM pause) may resume after it was
+ * judged dead and after its slot passed to another incarnation, which
+ * writes the same host block: one stale block write of ours can then erase
+ * that incarnation's accepted value, and a later ballot choose a second
+ * owner for the same round (a double grant). So once a check fails, the
+ * call writes nothing more, the release included (a round decided for us
+ * then stays ours, unreleased: the others wait until we are judged dead,
+ * or until our next CAW of the instance moves past it), and returns -EIO;
+ * except that a replace write that already landed is reported as done.
+ *
+ * Not guarded: a host that passed a lease check and then froze past the
+ *   dead timeout before the write it checked for was submitted or landed
+ *   (DESIGN 5.5 (4)); the windows are a few instructions long.
  *
  * Uncontended cost: 9 I/Os in 7 round trips (read; write, read; write,
- * read; write leader + read s; write replace; write leader + own block).
+ * read; write leader + read s; write replace; write leader + own block),
+ * and 6 lease checks.
  *
  * Lock order: paxos_inst.mu only; never held across a call into lockd
  * other than the callbacks, which take no lock that a CAW may wait for.
@@ -126,6 +147,7 @@ struct px_call {
 	uint8_t *lead;              /* rs: leader to write */
 	uint8_t *tgt;               /* lower sector size: the target */
 	struct lunfs_paxos mine;    /* our block as last written */
+	bool lease_lost;            /* a lease check failed: write nothing more */
 };
 
 static struct dev_paxos *px_from_dev(struct lunfs_dev *dev)
@@ -232,10 +254,31 @@ static void px_leader_encode(struct px_call *x, uint64_t round, uint16_t owner_s
 	paxos_leader_encode(&x->p->codec, &l, x->base + (uint64_t)x->p->hosts * x->p->rs, x->lead);
 }
 
+/* Every write of this file goes through here: the lease is checked
+ * immediately before the submit (see the top of the file), and after one
+ * failed check nothing is submitted any more. Nothing may come between
+ * the check and dev_submit: build the I/Os first. */
+static int px_write_checked(struct px_call *x, struct lunfs_io *ios, unsigned n)
+{
+	struct dev_paxos *p = x->p;
+
+	if (!x->lease_lost && p->me.lease_ok != NULL && p->me.lease_ok(p->me.arg, x->off) < 0) {
+		x->lease_lost = true;
+	}
+	if (x->lease_lost) {
+		return -EIO;
+	}
+	return dev_submit(p->lower, ios, n);
+}
+
 static int px_write_own(struct px_call *x)
 {
+	struct lunfs_io io;
+
 	px_own_encode(x);
-	return dev_write(x->p->lower, x->own, x->p->rs, x->base + (uint64_t)x->p->me.slot * x->p->rs);
+	io = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->own, .len = x->p->rs,
+				.off = x->base + (uint64_t)x->p->me.slot * x->p->rs };
+	return px_write_checked(x, &io, 1);
 }
 
 /* Scan the other hosts' blocks of the last read for ballot b of round T.
@@ -376,15 +419,11 @@ static int px_owned(struct px_call *x, uint64_t T, const void *expect, const voi
 	int ret, rerr;
 
 	px_trace(x, PAXOS_EV_OWNED, T);
-	ret = p->me.lease_ok != NULL ? p->me.lease_ok(p->me.arg, x->off) : 0;
-	if (ret < 0) {
-		goto release;
-	}
 	px_leader_encode(x, T, (uint16_t)(p->me.slot + 1), p->me.gen, false, x->off);
 	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->lead, .len = p->rs,
 				    .off = x->base + (uint64_t)p->hosts * p->rs };
 	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_READ, .buf = x->tgt, .len = ss, .off = x->off };
-	ret = dev_submit(p->lower, ios, 2);
+	ret = px_write_checked(x, ios, 2);
 	if (ret < 0) {
 		goto release;
 	}
@@ -395,20 +434,18 @@ static int px_owned(struct px_call *x, uint64_t T, const void *expect, const voi
 		ret = -ECANCELED;
 		goto release;
 	}
-	/* Last check before the one write that matters (DESIGN 5.5 guard 1). */
-	ret = p->me.lease_ok != NULL ? p->me.lease_ok(p->me.arg, x->off) : 0;
-	if (ret < 0) {
-		goto release;
-	}
+	/* The one write that matters (DESIGN 5.5 (4)). */
 	memcpy(x->tgt, replace, ss);
-	ret = dev_write(p->lower, x->tgt, ss, x->off);
+	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->tgt, .len = ss, .off = x->off };
+	ret = px_write_checked(x, ios, 1);
 	if (ret < 0) {
 		goto release;
 	}
 	wrote = true;
 release:
 	/* The replace write has completed (or failed) before anyone can see
-	 * the release: both release writes go out only now. */
+	 * the release: both release writes go out only now, and not at all
+	 * once a lease check has failed (px_write_checked). */
 	px_trace(x, PAXOS_EV_EXIT, T);
 	x->mine.released_round = T;
 	px_own_encode(x);
@@ -417,13 +454,16 @@ release:
 				    .off = x->base + (uint64_t)p->hosts * p->rs };
 	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->own, .len = p->rs,
 				    .off = x->base + (uint64_t)p->me.slot * p->rs };
-	rerr = dev_submit(p->lower, ios, 2);
-	/* A failed release leaves the leader naming us, unreleased: our next
-	 * CAW on this instance sees a stale ownership of ours and moves on; the
-	 * others wait until then or until we are dead. The CAW itself has
-	 * happened, so report it. */
-	if (rerr < 0 && ret == 0 && !wrote) {
-		ret = rerr;
+	rerr = px_write_checked(x, ios, 2);
+	/* A failed or refused release leaves the leader naming us,
+	 * unreleased: our next CAW on this instance sees a stale ownership of
+	 * ours and moves on; the others wait until then or until we are dead.
+	 * A replace write that landed is reported: the CAW has happened (our
+	 * caller's view, e.g. lockd's last image of our slot, must follow the
+	 * disk). Otherwise a refusal is -EIO, even after a miscompare: we are
+	 * out of the protocol, and re-reading to try again is pointless. */
+	if (rerr < 0 && !wrote && x->lease_lost) {
+		ret = -EIO;
 	}
 	return ret;
 }
@@ -541,6 +581,7 @@ static int px_caw(struct lunfs_dev *dev, uint64_t off, const void *expect, const
 		}
 		{
 			struct lunfs_paxos ob;
+			struct lunfs_io io;
 			uint32_t os = x.mine.inp_owner_slot - 1u;
 			bool mine = os == p->me.slot && x.mine.inp_owner_gen == p->me.gen;
 			/* The ballot may only have re-learnt a round that is
@@ -557,7 +598,9 @@ static int px_caw(struct lunfs_dev *dev, uint64_t off, const void *expect, const
 			 * then wait for it (or go on to the next round). */
 			atomic_fetch_add(&p->n_adopted, 1);
 			px_leader_encode(&x, T, x.mine.inp_owner_slot, x.mine.inp_owner_gen, rel, x.mine.inp_target);
-			ret = dev_write(p->lower, x.lead, p->rs, x.base + (uint64_t)p->hosts * p->rs);
+			io = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x.lead, .len = p->rs,
+						.off = x.base + (uint64_t)p->hosts * p->rs };
+			ret = px_write_checked(&x, &io, 1);
 			if (ret < 0) {
 				goto out;
 			}

@@ -358,6 +358,59 @@ START_TEST(test_lease_fence)
 }
 END_TEST
 
+/* A host that could not renew for longer than T, while nobody took its
+ * slot (say the whole farm's storage stalled). LOCAL: its CAW against its
+ * last image still succeeds, and the lease is back. PAXOS: past T - D a
+ * renewal could land after a judgement, so it is refused for good, and
+ * the incarnation must be fenced (the mount rejoins as a new generation)
+ * rather than answer EIO forever. Neither writes over the slot unless it
+ * is still exactly its own. */
+START_TEST(test_lease_renew_after_dead_timeout)
+{
+	struct fixture fx;
+	struct lunfs_lockd *a = NULL;
+	struct lockd_opts oa;
+	struct lockd_clock clk;
+	struct test_clock tc;
+	const struct lockd_timeouts *to;
+	struct lunfs_hb_slot before, after;
+	uint32_t slot;
+
+	fx_init(&fx);
+	tc_attach(&tc, &clk);
+	opts_init(&oa, "host-a", uuid_a, &clk);
+	oa.caw = LOCK_TEST_BACKEND;
+	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
+	to = lockd_timeouts(a);
+	slot = lockd_slot(a);
+	ck_assert_int_eq(lockd_beat(a), 0);
+	ck_assert_int_eq(read_slot(&fx, slot, &before), 0);
+	tc.now += to->dead_ns + to->interval_ns;
+	ck_assert_int_eq(lockd_check_lease(a), -EIO);
+	ck_assert(!lockd_fenced(a));
+	if (LOCK_TEST_BACKEND == LUNFS_CAW_LOCAL) {
+		ck_assert_int_eq(lockd_beat(a), 0);
+		ck_assert(!lockd_fenced(a));
+		ck_assert_int_eq(lockd_check_lease(a), 0);
+		ck_assert_int_eq(read_slot(&fx, slot, &after), 0);
+		ck_assert_uint_eq(after.seq, before.seq + 1);
+		ck_assert_int_eq(lockd_leave(a), 0);
+	} else {
+		ck_assert_int_eq(lockd_beat(a), -EIO);
+		ck_assert(lockd_fenced(a));
+		ck_assert_int_eq(lockd_check_lease(a), -EIO);
+		ck_assert_int_eq(read_slot(&fx, slot, &after), 0);
+		ck_assert_uint_eq(after.seq, before.seq);
+		ck_assert_uint_eq(after.state, LUNFS_HB_LIVE);
+		/* A fenced incarnation writes nothing, not even on leave. */
+		lockd_leave(a);
+		ck_assert_int_eq(read_slot(&fx, slot, &after), 0);
+		ck_assert_uint_eq(after.seq, before.seq);
+	}
+	fx_fini(&fx);
+}
+END_TEST
+
 struct race_arg {
 	struct fixture *fx;
 	struct lockd_opts o;
@@ -789,6 +842,7 @@ static Suite *lockd_suite(void)
 	tcase_add_test(tc, test_rejoin_after_crash);
 	tcase_add_test(tc, test_join_full_and_corrupt_slot);
 	tcase_add_test(tc, test_lease_fence);
+	tcase_add_loop_test(tc, test_lease_renew_after_dead_timeout, 0, 2);
 	tcase_add_test(tc, test_join_race);
 	tcase_add_loop_test(tc, test_lock_exclusive_shared, 0, 2);
 	tcase_add_loop_test(tc, test_lock_stale_owner, 0, 2);

@@ -9,7 +9,9 @@
  * round of an instance has exactly one owner, and an atomic counter per
  * instance proves that no two hosts are ever inside the read-compare-write
  * of one instance at once. Assertions are made on the main thread; workers
- * only count violations.
+ * only count violations. A host can also be stopped right after one of its
+ * I/Os (a hook on its device, share_dev.after) while the others act: the
+ * freeze tests, and a renewal stopped between its read and its write.
  */
 #include <check.h>
 #include <errno.h>
@@ -39,14 +41,33 @@ static const uint8_t uuid_vol[16] = { 0x99, 1, 2, 3, 4, 5, 0x46, 7, 0x88, 9, 10,
 
 /* ---- a passthrough that does not own the shared device ------------------ */
 
+/* It counts the writes it passes down, and may run a hook after each batch
+ * has completed on the shared device: "this host stops right after that
+ * I/O" (a SIGSTOP or VM pause between a read and the next write), while
+ * the hook lets the rest of the world act. */
 struct share_dev {
 	struct lunfs_dev dev;
 	struct lunfs_dev *lower;
+	atomic_uint writes;
+	void (*after)(void *arg, const struct lunfs_io *ios, unsigned n);
+	void *after_arg;
 };
 
 static int share_submit(struct lunfs_dev *d, struct lunfs_io *ios, unsigned n)
 {
-	return dev_submit(((struct share_dev *)d)->lower, ios, n);
+	struct share_dev *s = (struct share_dev *)d;
+	int err;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (ios[i].op == LUNFS_IO_WRITE) {
+			atomic_fetch_add(&s->writes, 1);
+		}
+	}
+	err = dev_submit(s->lower, ios, n);
+	if (s->after != NULL) {
+		s->after(s->after_arg, ios, n);
+	}
+	return err;
 }
 
 static int share_flush(struct lunfs_dev *d)
@@ -74,7 +95,7 @@ static const struct lunfs_dev_ops share_ops = {
 	.caw = share_caw, .close = share_close,
 };
 
-static struct lunfs_dev *share_open(struct lunfs_dev *lower)
+static struct share_dev *share_open(struct lunfs_dev *lower)
 {
 	struct share_dev *s = calloc(1, sizeof(*s));
 
@@ -82,7 +103,8 @@ static struct lunfs_dev *share_open(struct lunfs_dev *lower)
 	s->dev = *lower;
 	s->dev.ops = &share_ops;
 	s->lower = lower;
-	return &s->dev;
+	atomic_init(&s->writes, 0);
+	return s;
 }
 
 /* ---- the world: one volume, several hosts ------------------------------- */
@@ -90,6 +112,7 @@ static struct lunfs_dev *share_open(struct lunfs_dev *lower)
 struct tp_log {
 	uint32_t instance;
 	uint32_t slot;
+	uint64_t gen;
 	uint64_t round;
 };
 
@@ -108,8 +131,15 @@ struct world {
 struct thost {
 	struct world *w;
 	uint32_t slot;
+	uint64_t gen;
+	/* Judged dead while stopped (a freeze test): from then on its trace
+	 * events still go to the ownership log, but no longer count as being
+	 * inside the read-compare-write (the others may enter, by design). */
+	bool out;
+	uint32_t in_inst;         /* instance + 1 while inside, else 0 */
 	struct lunfs_dev *fdev;   /* fault(share(mem)) */
 	struct lunfs_fault *fault;
+	struct share_dev *share;  /* under fdev: write count, freeze hook */
 	struct lunfs_dev *pdev;
 	atomic_int lease_calls;
 	int die_at_lease_call;    /* 0 = never; on that call: lose the disk */
@@ -181,36 +211,60 @@ static void th_trace(void *arg, enum paxos_event ev, uint32_t instance, uint64_t
 	struct world *w = h->w;
 
 	if (ev == PAXOS_EV_OWNED) {
-		if (atomic_fetch_add(&w->inside[instance], 1) != 0) {
+		if (!h->out && atomic_fetch_add(&w->inside[instance], 1) != 0) {
 			atomic_fetch_add(&w->violations, 1);
 		}
+		h->in_inst = instance + 1;
 		pthread_mutex_lock(&w->log_mu);
 		if (w->nlog < TP_LOG_MAX) {
-			w->log[w->nlog++] = (struct tp_log){ .instance = instance, .slot = h->slot, .round = round };
+			w->log[w->nlog++] = (struct tp_log){ .instance = instance, .slot = h->slot, .gen = h->gen,
+							     .round = round };
 		}
 		pthread_mutex_unlock(&w->log_mu);
 	} else {
-		atomic_fetch_sub(&w->inside[instance], 1);
+		if (!h->out) {
+			atomic_fetch_sub(&w->inside[instance], 1);
+		}
+		h->in_inst = 0;
 	}
 }
 
-static void host_open(struct world *w, struct thost *h, uint32_t slot, uint64_t wait_ns)
+/* The others judge h dead (it is stopped): it no longer counts as inside. */
+static void host_judged_dead(struct thost *h)
+{
+	if (!h->out && h->in_inst != 0) {
+		atomic_fetch_sub(&h->w->inside[h->in_inst - 1], 1);
+	}
+	h->out = true;
+	atomic_store(&h->w->dead[h->slot], true);
+}
+
+/* Host in `slot` at generation `gen` (two incarnations of one slot are
+ * two hosts with the same slot). */
+static void host_open_gen(struct world *w, struct thost *h, uint32_t slot, uint64_t gen, uint64_t wait_ns)
 {
 	struct paxos_host me;
 
 	memset(h, 0, sizeof(*h));
 	h->w = w;
 	h->slot = slot;
-	ck_assert_int_eq(dev_fault_open(share_open(w->mem), &h->fdev, &h->fault), 0);
+	h->gen = gen;
+	h->share = share_open(w->mem);
+	ck_assert_int_eq(dev_fault_open(&h->share->dev, &h->fdev, &h->fault), 0);
 	memset(&me, 0, sizeof(me));
 	me.slot = slot;
-	me.gen = 1;
+	me.gen = gen;
 	me.lease_ok = th_lease_ok;
 	me.host_dead = th_host_dead;
 	me.trace = th_trace;
 	me.arg = h;
 	me.wait_ns = wait_ns;
 	ck_assert_int_eq(dev_paxos_open(h->fdev, &w->sb, &w->c, &me, &h->pdev), 0);
+}
+
+static void host_open(struct world *w, struct thost *h, uint32_t slot, uint64_t wait_ns)
+{
+	host_open_gen(w, h, slot, 1, wait_ns);
 }
 
 static void host_close(struct thost *h)
@@ -239,8 +293,10 @@ static void world_check_log(struct world *w)
 	for (size_t i = 1; i < w->nlog; i++) {
 		ck_assert_msg(!(w->log[i].instance == w->log[i - 1].instance &&
 				w->log[i].round == w->log[i - 1].round),
-			      "instance %u round %llu owned by slots %u and %u", w->log[i].instance,
-			      (unsigned long long)w->log[i].round, w->log[i - 1].slot, w->log[i].slot);
+			      "instance %u round %llu owned by slot %u gen %llu and slot %u gen %llu",
+			      w->log[i].instance, (unsigned long long)w->log[i].round, w->log[i - 1].slot,
+			      (unsigned long long)w->log[i - 1].gen, w->log[i].slot,
+			      (unsigned long long)w->log[i].gen);
 	}
 	ck_assert_int_eq(atomic_load(&w->violations), 0);
 }
@@ -523,9 +579,10 @@ START_TEST(test_owner_dies)
 	host_open(&w, &a, 1, 0);
 	host_open(&w, &b, 2, 30ull * 1000000000ull);
 	off = tp_sector(&w, 3);
-	/* A: lease check at entry (1), before the leader write (2), before the
-	 * replace write (3): dies there, the leader names it, unreleased. */
-	a.die_at_lease_call = 3;
+	/* A: lease check at entry (1), before each ballot write (2, 3), before
+	 * the leader write (4), before the replace write (5): dies there, the
+	 * leader names it, unreleased. */
+	a.die_at_lease_call = 5;
 	ck_assert_int_eq(tp_increment(&a, off), -EIO);
 	ck_assert_uint_eq(tp_read_counter(&w, off), 0);
 	/* B must wait for A while A is not dead. */
@@ -583,6 +640,110 @@ START_TEST(test_corrupt_records)
 	world_check_log(&w);
 	dev_buf_free(junk);
 	world_fini(&w);
+}
+END_TEST
+
+/* ---- a host stopped in the middle of a round --------------------------------
+ *
+ * Host A (slot 1, generation 1) stops right after one of its I/Os. While
+ * it is stopped its lease lapses (lease_bad), the others judge it dead, and
+ * its slot passes to a new incarnation A2 (slot 1, generation 2, the same
+ * host block of every instance), which runs a CAW on the same sector. Then
+ * A resumes. It must write nothing more: one stale write of its host block
+ * erases what A2 wrote there, and another round gets a second owner. */
+enum freeze_at {
+	FREEZE_AFTER_INSTANCE_READ = 1, /* px_caw's first read: before the ballot writes */
+	FREEZE_AFTER_TARGET_READ = 2,   /* leader write + read of s: before the replace write */
+};
+
+struct freeze {
+	enum freeze_at at;
+	struct world *w;
+	struct thost *frozen, *next;
+	uint64_t off;                   /* the guarded sector */
+	bool fired;
+	unsigned writes_then;           /* the frozen host's writes when it stopped */
+	int next_err;
+};
+
+static void freeze_hook(void *arg, const struct lunfs_io *ios, unsigned n)
+{
+	struct freeze *f = arg;
+	struct world *w = f->w;
+	uint32_t k = layout_paxos_instance(&w->sb, f->off);
+	bool hit;
+
+	if (f->fired) {
+		return;
+	}
+	if (f->at == FREEZE_AFTER_INSTANCE_READ) {
+		hit = n == 1 && ios[0].op == LUNFS_IO_READ && ios[0].off == layout_paxos_addr(&w->sb, k, 0);
+	} else {
+		hit = n == 2 && ios[0].op == LUNFS_IO_WRITE && ios[1].op == LUNFS_IO_READ && ios[1].off == f->off;
+	}
+	if (!hit) {
+		return;
+	}
+	f->fired = true;
+	f->writes_then = atomic_load(&f->frozen->share->writes);
+	atomic_store(&f->frozen->lease_bad, true);  /* its clock counted the stop */
+	host_judged_dead(f->frozen);
+	f->next_err = tp_increment(f->next, f->off);
+}
+
+static void freeze_run(enum freeze_at at)
+{
+	struct world w;
+	struct thost a, a2, c;
+	struct freeze f;
+	uint64_t off;
+
+	world_init(&w, 8, 4);
+	host_open_gen(&w, &a, 1, 1, 100ull * 1000000ull);
+	host_open_gen(&w, &a2, 1, 2, 100ull * 1000000ull);
+	host_open(&w, &c, 2, 100ull * 1000000ull);
+	off = tp_sector(&w, 4);
+	memset(&f, 0, sizeof(f));
+	f.at = at;
+	f.w = &w;
+	f.frozen = &a;
+	f.next = &a2;
+	f.off = off;
+	a.share->after = freeze_hook;
+	a.share->after_arg = &f;
+
+	ck_assert_int_eq(tp_increment(&a, off), -EIO);
+	ck_assert(f.fired);
+	ck_assert_int_eq(f.next_err, 0);
+	/* Somebody else's CAW on the instance after A came back. */
+	ck_assert_int_eq(tp_increment(&c, off), 0);
+	/* No round of the instance has two owners... */
+	world_check_log(&w);
+	/* ...because A wrote nothing once it had resumed. */
+	ck_assert_uint_eq(atomic_load(&a.share->writes), f.writes_then);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 2);
+	host_close(&c);
+	host_close(&a2);
+	host_close(&a);
+	world_fini(&w);
+}
+
+/* Stopped between its entry check and its first ballot write: resumed,
+ * A's phase-1 write would blank A2's block (accepted value and release)
+ * and A would own a round A2 already owned. */
+START_TEST(test_freeze_before_ballot)
+{
+	freeze_run(FREEZE_AFTER_INSTANCE_READ);
+}
+END_TEST
+
+/* Stopped while owning a round, before its replace write: the replace is
+ * refused by the lease, and so must the release be. A's release of its
+ * host block would overwrite A2's newer round, and the next ballot would
+ * give that round a second owner. */
+START_TEST(test_freeze_before_release)
+{
+	freeze_run(FREEZE_AFTER_TARGET_READ);
 }
 END_TEST
 
@@ -752,6 +913,154 @@ START_TEST(test_renew_after_expiry)
 }
 END_TEST
 
+/* A PAXOS renewal with a valid lease reads our slot, compares, then writes
+ * it plain. Here the host stops right after that read (the hook on its
+ * device); while it is stopped its lease lapses and a recoverer marks the
+ * slot RECOVERING. Resumed, the renewal must not write over it. Twice: a
+ * stop past F only (the renewal falls back to the Paxos CAW, which
+ * miscompares), and a stop past T (beyond T - D: fenced with no I/O). */
+struct renew_freeze {
+	struct man_clock *mc;
+	struct world *w;
+	uint64_t addr;            /* our slot */
+	uint64_t advance_ns;      /* how long we are stopped */
+	uint8_t *rec;             /* the recoverer's image of our slot */
+	bool armed;
+	bool fired;
+};
+
+static void renew_freeze_hook(void *arg, const struct lunfs_io *ios, unsigned n)
+{
+	struct renew_freeze *f = arg;
+
+	if (!f->armed || f->fired || n != 1 || ios[0].op != LUNFS_IO_READ || ios[0].off != f->addr) {
+		return;
+	}
+	f->fired = true;
+	f->mc->now += f->advance_ns;
+	ck_assert_int_eq(dev_write(f->w->mem, f->rec, 512, f->addr), 0);
+}
+
+START_TEST(test_renew_freeze_before_write)
+{
+	for (unsigned pass = 0; pass < 2; pass++) {
+		struct world w;
+		struct man_clock mc = { .now = 1000000000ull };
+		struct lockd_clock clk = { .now_ns = mc_now, .sleep_ns = mc_sleep, .arg = &mc };
+		struct lockd_opts o;
+		struct lunfs_lockd *ld;
+		struct lunfs_hb_slot s;
+		struct share_dev *sd;
+		struct renew_freeze f;
+		uint8_t *img = dev_buf_alloc(512), *rec = dev_buf_alloc(512);
+
+		world_init(&w, 4, 4);
+		sd = share_open(w.mem);
+		memset(&o, 0, sizeof(o));
+		o.host_uuid[0] = 0x43;
+		o.no_thread = true;
+		o.clock = &clk;
+		o.caw = LUNFS_CAW_PAXOS;
+		ck_assert_int_eq(lockd_join(&sd->dev, &w.sb, &w.c, &o, &ld), 0);
+		memset(&f, 0, sizeof(f));
+		f.mc = &mc;
+		f.w = &w;
+		f.addr = layout_hb_addr(&w.sb, lockd_slot(ld));
+		/* The renewal comes I after the previous one: stopped until just
+		 * past F, or for T. */
+		f.advance_ns = pass == 0 ? lockd_timeouts(ld)->fence_ns - lockd_timeouts(ld)->interval_ns + 1
+					 : lockd_timeouts(ld)->dead_ns;
+		f.rec = rec;
+		sd->after = renew_freeze_hook;
+		sd->after_arg = &f;
+		ck_assert_int_eq(lockd_beat(ld), 0);
+		/* The recoverer's image: our current one, RECOVERING by slot 2. */
+		ck_assert_int_eq(dev_read(w.mem, img, 512, f.addr), 0);
+		ck_assert_int_eq(hb_decode(&w.c, img, f.addr, &s), 0);
+		s.state = LUNFS_HB_RECOVERING;
+		s.recoverer_slot = 2;
+		s.recoverer_gen = 1;
+		hb_encode(&w.c, &s, f.addr, rec);
+		mc.now += lockd_timeouts(ld)->interval_ns;
+		ck_assert_int_eq(lockd_check_lease(ld), 0);
+		f.armed = true;
+		ck_assert_int_eq(lockd_beat(ld), -EIO);
+		ck_assert(f.fired);
+		ck_assert_int_eq(dev_read(w.mem, img, 512, f.addr), 0);
+		ck_assert_msg(memcmp(img, rec, 512) == 0, "pass %u: the recoverer's RECOVERING was overwritten", pass);
+		ck_assert(lockd_fenced(ld));
+		ck_assert_int_eq(lockd_check_lease(ld), -EIO);
+		lockd_abandon(ld);
+		dev_close(&sd->dev);
+		dev_buf_free(rec);
+		dev_buf_free(img);
+		world_fini(&w);
+	}
+}
+END_TEST
+
+/* A PAXOS host that could not renew for T - D can never renew again (a
+ * renewal landing after T could hide a recoverer's judgement): it must be
+ * fenced, so that its mount is abandoned and joins again, instead of
+ * answering EIO for ever when nobody recovers it. Failed I/O alone, and a
+ * lapsed lease, are no fence. */
+START_TEST(test_renew_window_gone_fences)
+{
+	struct world w;
+	struct man_clock mc = { .now = 1000000000ull };
+	struct lockd_clock clk = { .now_ns = mc_now, .sleep_ns = mc_sleep, .arg = &mc };
+	struct lockd_opts o;
+	struct lunfs_lockd *ld;
+	const struct lockd_timeouts *to;
+	struct share_dev *sd;
+	struct lunfs_dev *fdev;
+	struct lunfs_fault *fault;
+	uint8_t *before = dev_buf_alloc(512), *after = dev_buf_alloc(512);
+	uint64_t addr;
+	unsigned writes;
+
+	world_init(&w, 4, 4);
+	sd = share_open(w.mem);
+	ck_assert_int_eq(dev_fault_open(&sd->dev, &fdev, &fault), 0);
+	memset(&o, 0, sizeof(o));
+	o.host_uuid[0] = 0x44;
+	o.no_thread = true;
+	o.clock = &clk;
+	o.caw = LUNFS_CAW_PAXOS;
+	ck_assert_int_eq(lockd_join(fdev, &w.sb, &w.c, &o, &ld), 0);
+	to = lockd_timeouts(ld);
+	addr = layout_hb_addr(&w.sb, lockd_slot(ld));
+	ck_assert_int_eq(lockd_beat(ld), 0);
+	ck_assert_int_eq(dev_read(w.mem, before, 512, addr), 0);
+	/* The disk path fails: renewals fail, within the lease and past F. */
+	dev_fault_fail_nth(fault, LUNFS_FAULT_ALL, 1, EIO, true);
+	mc.now += to->interval_ns;
+	ck_assert_int_eq(lockd_beat(ld), -EIO);
+	ck_assert(!lockd_fenced(ld));
+	mc.now += to->fence_ns;
+	ck_assert_int_eq(lockd_check_lease(ld), -EIO);
+	ck_assert_int_eq(lockd_beat(ld), -EIO);
+	ck_assert(!lockd_fenced(ld));
+	/* The path comes back just past T - D: the renewal is refused, and
+	 * this incarnation is over. */
+	dev_fault_fail_nth(fault, LUNFS_FAULT_ALL, 0, 0, false);
+	mc.now += to->dead_ns - to->io_deadline_ns - to->fence_ns - to->interval_ns + 1;
+	writes = atomic_load(&sd->writes);
+	ck_assert_int_eq(lockd_beat(ld), -EIO);
+	ck_assert(lockd_fenced(ld));
+	ck_assert_uint_eq(atomic_load(&sd->writes), writes);
+	ck_assert_int_eq(dev_read(w.mem, after, 512, addr), 0);
+	ck_assert_int_eq(memcmp(before, after, 512), 0);
+	ck_assert_int_eq(lockd_check_lease(ld), -EIO);
+	ck_assert_int_eq(lockd_beat(ld), -EIO);
+	lockd_abandon(ld);
+	dev_close(fdev);
+	dev_buf_free(after);
+	dev_buf_free(before);
+	world_fini(&w);
+}
+END_TEST
+
 /* ---- latency (printed, not asserted) -------------------------------------- */
 
 static int tp_u64_cmp(const void *a, const void *b)
@@ -843,8 +1152,12 @@ static Suite *paxos_suite(void)
 	tcase_add_test(tc, test_stale_leader);
 	tcase_add_test(tc, test_owner_dies);
 	tcase_add_test(tc, test_corrupt_records);
+	tcase_add_test(tc, test_freeze_before_ballot);
+	tcase_add_test(tc, test_freeze_before_release);
 	tcase_add_test(tc, test_join_race);
 	tcase_add_test(tc, test_renew_after_expiry);
+	tcase_add_test(tc, test_renew_freeze_before_write);
+	tcase_add_test(tc, test_renew_window_gone_fences);
 	tcase_add_test(tc, test_latency_print);
 	suite_add_tcase(s, tc);
 	return s;
