@@ -92,11 +92,10 @@ vm_start() {
 	if [[ $vm_mode == qcow2 ]]; then
 		rm -f vm.in vm.out
 		mkfifo vm.in
-		qemu-io -t none -f qcow2 "farm/$host/$disk" <vm.in >vm.out 2>&1 &
+		stdbuf -oL qemu-io -t none -f qcow2 "farm/$host/$disk" <vm.in >vm.out 2>&1 &
 		vm_pid=$!
 		exec {vm_fd}>vm.in
-		vm_sent=0
-		vm_wait
+		vm_cmd '[0-9.]+ [KMGT]iB$' length
 	else
 		(exec 3<>"farm/$host/$disk" && exec sleep 3600) &
 		vm_pid=$!
@@ -107,12 +106,17 @@ vm_start() {
 	echo "VM running on $host (pid $vm_pid holds farm/$host/$disk open for write)"
 }
 
-# vm_wait: until qemu-io has answered every command sent (one prompt each).
-vm_wait() {
-	local i n
+# vm_cmd REGEX COMMAND: send one qemu-io command and wait for the line of
+# output (matching REGEX) that answers it. One command at a time: qemu-io
+# reads its stdin in chunks and runs only the first command of a chunk until
+# more input arrives. stdbuf makes it write each line as it goes.
+vm_cmd() {
+	local re="$1" cmd="$2" i n before
+	before="$({ grep -Ec "$re" vm.out 2>/dev/null || true; })"
+	echo "$cmd" >&"$vm_fd"
 	for ((i = 0; i < 300; i++)); do
-		n="$({ grep -o 'qemu-io> ' vm.out 2>/dev/null || true; } | wc -l)"
-		((n > vm_sent)) && return 0
+		n="$({ grep -Ec "$re" vm.out 2>/dev/null || true; })"
+		((n > before)) && return 0
 		kill -0 "$vm_pid" 2>/dev/null || { cat vm.out >&2; echo "demo: the VM (qemu-io) exited" >&2; return 1; }
 		sleep 0.1
 	done
@@ -121,18 +125,17 @@ vm_wait() {
 }
 
 # vm_write PATTERN OFFSET LENGTH (qemu-io sizes: 1M, 10G): the guest writes
-# PATTERN over the range and flushes (fsync): acknowledged data, which must
+# PATTERN over the range with FUA (qemu-io write -f: done only once it is on
+# stable storage, image metadata included): acknowledged data, which must
 # survive a crash of the host. Every write is checked again by verify.
 vm_write() {
 	local pat="$1" off="$2" len="$3" lines
 	writes+=("$pat $off $len")
 	if [[ $vm_mode == qcow2 ]]; then
-		printf '\033[1mguest on %s> write -P %s %s %s; flush\033[0m\n' "$vm_host" "$pat" "$off" "$len"
+		printf '\033[1mguest on %s> write -f -P %s %s %s\033[0m\n' "$vm_host" "$pat" "$off" "$len"
 		lines="$(wc -l <vm.out)"
-		printf 'write -P %s %s %s\nflush\n' "$pat" "$off" "$len" >&"$vm_fd"
-		vm_sent=$((vm_sent + 2))
-		vm_wait
-		tail -n +"$((lines + 1))" vm.out | grep -v '^qemu-io> $' | sed 's/qemu-io> //'
+		vm_cmd 'wrote [0-9]+/[0-9]+ bytes' "write -f -P $pat $off $len"
+		tail -n +"$((lines + 1))" vm.out | sed 's/qemu-io> //g' | grep -Ev '^$|^[0-9.]+ [KMGT]iB$'
 	else
 		step dd if=/dev/urandom of="farm/$vm_host/$disk" bs=1M count="$(mib "$len")" \
 			seek="$(mib "$off")" conv=notrunc,fsync status=none
@@ -263,8 +266,8 @@ vm_start kvm2
 step lunfs locks vol.img
 
 section "6. kvm2 crashes while the VM runs on it" \
-	"The guest writes and flushes; then kvm2's lunfs daemon gets kill -9 (a power loss, as far" \
-	"as the volume can tell). Its lock stays on the disk: nobody may take it yet."
+	"The guest writes (FUA: on stable storage when acknowledged); then kvm2's lunfs daemon gets" \
+	"kill -9 (a power loss, as far as the volume can tell). Its lock stays on the disk."
 vm_write 0x77 20M 4M
 gen2="$(lunfs hosts --json --no-wait vol.img | python3 -c 'import json, sys
 print([h for h in json.load(sys.stdin)["hosts"] if h["name"] == "kvm2"][0]["generation"])')"
@@ -272,7 +275,9 @@ t_crash="$(now)"
 step farm.sh kill farm kvm2
 vm_stop   # the VM died with its host
 step lunfs hosts vol.img
-vm_try kvm3
+step lunfs locks vol.img
+echo "(kvm2 still holds $disk, inode $ino: until kvm2 is declared dead and recovered, an open"
+echo " for write elsewhere waits a few seconds and then gets EBUSY)"
 
 section "7. The survivors recover kvm2" \
 	"kvm1 and kvm3 wait until kvm2's heartbeat has not moved for its dead timeout" \
