@@ -970,6 +970,51 @@ int cluster_inode_refresh(struct lunfs_vol *v, struct inode_mem *im)
 	return err;
 }
 
+/* ---- the rename lock ------------------------------------------------------
+ * Two hosts moving directories into each other's subtrees at once would
+ * each pass its ancestor walk (the other's move is not there yet) and
+ * together cut a cycle out of the tree: their lock sets are disjoint. A
+ * move of a directory to another parent therefore holds the RENAME system
+ * lock, first in the lock order, for its whole length, and the ancestor
+ * walk reads every ".." it does not hold the lock of from the disk. So
+ * that it reads the last move of any other host, the lock is released
+ * only after the journal is home (the rule of every lock that covers
+ * metadata; here: the parent pointers of the moved directories). Not
+ * cached: such moves are rare, and a free lock costs the next mover no
+ * hand-off. */
+static uint64_t cl_rename_addr(const struct lunfs_vol *v)
+{
+	return layout_syslock_addr(&v->sb, LUNFS_SYSLOCK_RENAME);
+}
+
+int cluster_rename_lock(struct lunfs_vol *v)
+{
+	uint32_t holder = UINT32_MAX;
+	int err;
+
+	err = lockd_lock_wait(v->ld, cl_rename_addr(v), LUNFS_LOCK_KIND_SYSTEM, LUNFS_SYSLOCK_RENAME,
+			      LUNFS_LOCK_EXCLUSIVE, cluster_wait_ms(v), &holder);
+	/* Held only for the length of one rename: a holder that did not let
+	 * go in time is slow or dead, not busy. */
+	return err == -EBUSY ? -EAGAIN : err;
+}
+
+void cluster_rename_unlock(struct lunfs_vol *v)
+{
+	int err;
+
+	pthread_mutex_lock(&v->meta_lock);
+	err = jnl_flush_home(v->jnl);
+	pthread_mutex_unlock(&v->meta_lock);
+	/* A journal that cannot be written home must not let the lock go:
+	 * the next mover would read parent pointers older than ours. It stays
+	 * ours until we unmount (the journal is aborted: we answer EIO) or die
+	 * (then the recoverer replays our journal before anyone gets it). */
+	if (err == 0) {
+		(void)lockd_unlock(v->ld, cl_rename_addr(v));
+	}
+}
+
 static int cluster_release_cb(void *arg, uint64_t lock_addr, uint8_t wanted_mode)
 {
 	struct lunfs_vol *v = arg;
@@ -977,6 +1022,9 @@ static int cluster_release_cb(void *arg, uint64_t lock_addr, uint8_t wanted_mode
 	int err;
 
 	(void)wanted_mode;
+	if (lock_addr == cl_rename_addr(v)) {
+		return -EBUSY;   /* in use: released when its rename ends */
+	}
 	if (lock_addr >= cr->offset && lock_addr < cr->offset + cr->length) {
 		uint64_t ci = (lock_addr - cr->offset) / v->sb.sector_size;
 

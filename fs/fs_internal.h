@@ -237,6 +237,11 @@ void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write);
  * give it up (VMFS protects open images). */
 int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino);
 uint32_t cluster_open_wait_ms(const struct lunfs_vol *v);
+/* The RENAME system lock, for a rename that moves a directory to another
+ * parent: taken before any inode lock (without meta_lock), released after
+ * the journal is home. -EAGAIN when another host held it too long. */
+int cluster_rename_lock(struct lunfs_vol *v);
+void cluster_rename_unlock(struct lunfs_vol *v);
 /* Drop clean cached metadata and re-read im's record (a lock we did not
  * hold was just granted). Takes meta_lock. */
 int cluster_inode_refresh(struct lunfs_vol *v, struct inode_mem *im);

@@ -1134,9 +1134,8 @@ static int fsop_is_ancestor(struct lunfs_vol *v, uint64_t anc, uint64_t dir, boo
 		}
 		if (!cluster_holds(v, ino)) {
 			/* Another host may have moved it: its ".." as on the
-			 * disk. (Two hosts moving directories into each
-			 * other's subtrees at the same instant are not
-			 * serialised: that needs a volume rename lock.) */
+			 * disk, where every earlier move of a directory is
+			 * home before the rename lock we hold was let go. */
 			(void)inode_refresh(v, im);
 		}
 		parent = im->di.parent_ino;
@@ -1291,8 +1290,12 @@ static int fsop_rename_do(struct lunfs_vol *v, struct jnl_handle *h, struct fsop
 	return err;
 }
 
-int fsop_rename(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t newdir,
-		const char *newname, unsigned flags)
+/* fsop_rename_once: the move needs the rename lock, which it does not
+ * hold (everything has been let go: take it and start again). */
+#define FSOP_RENAME_NEEDS_LOCK 2
+
+static int fsop_rename_once(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t newdir,
+			    const char *newname, unsigned flags, bool rename_locked)
 {
 	struct fsop_rename_ctx c = { .name = name, .newname = newname, .flags = flags };
 	struct fsop_lockset ls = { .n = 0 };
@@ -1377,6 +1380,13 @@ retry:
 		}
 		goto retry;
 	}
+	/* A directory changing parents: the rename lock first (cluster.c). */
+	if (!rename_locked && c.sd != c.dd &&
+	    (S_ISDIR(c.src->di.mode) ||
+	     (c.dst != NULL && (flags & RENAME_EXCHANGE) && S_ISDIR(c.dst->di.mode)))) {
+		err = FSOP_RENAME_NEEDS_LOCK;
+		goto out_put;
+	}
 	err = fsop_rename_check(v, &c);
 	if (err != 0) {
 		err = err > 0 ? 0 : err;
@@ -1415,6 +1425,22 @@ out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
 	fscl_drop(v, &cl);
 	return err;
+}
+
+int fsop_rename(struct lunfs_vol *v, uint64_t dir, const char *name, uint64_t newdir,
+		const char *newname, unsigned flags)
+{
+	int err = fsop_rename_once(v, dir, name, newdir, newname, flags, false);
+
+	if (err == FSOP_RENAME_NEEDS_LOCK) {
+		err = cluster_rename_lock(v);
+		if (err == 0) {
+			err = fsop_rename_once(v, dir, name, newdir, newname, flags, true);
+			cluster_rename_unlock(v);
+		}
+	}
+	/* Holding the lock, no second answer can ask for it. */
+	return err == FSOP_RENAME_NEEDS_LOCK ? -EIO : err;
 }
 
 ssize_t fsop_readlink(struct lunfs_vol *v, uint64_t ino, char *buf, size_t len)

@@ -241,6 +241,8 @@ static const char *syslock_str(uint32_t id)
 		return "cluster-type";
 	case LUNFS_SYSLOCK_RECOVERY:
 		return "recovery";
+	case LUNFS_SYSLOCK_RENAME:
+		return "rename";
 	default:
 		return NULL;
 	}

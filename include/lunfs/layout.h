@@ -61,6 +61,8 @@ enum lunfs_syslock {
 	LUNFS_SYSLOCK_VOLUME = 0,   /* shared by mounts, exclusive by fsck -y / resize */
 	LUNFS_SYSLOCK_CLUSTER_TYPE = 1, /* serialises typing free clusters (hint refresh) */
 	LUNFS_SYSLOCK_RECOVERY = 2, /* reserved: cluster-wide recovery barrier */
+	LUNFS_SYSLOCK_RENAME = 3,   /* a directory moving to another parent: one
+	                             * such move at a time in the volume */
 };
 
 /* Timing defaults, milliseconds. See docs/DESIGN.md "Timeouts" for the

@@ -755,6 +755,76 @@ START_TEST(test_cluster_dir_concurrent)
 }
 END_TEST
 
+/* Two hosts move directories into each other's subtrees at the same
+ * moment: r1/P -> r2/Q/q1/P on one, r2/Q -> r1/P/p1/Q on the other.
+ * Their inode lock sets are disjoint, so without the volume's rename lock
+ * both ancestor walks passed and P and Q ended in a cycle cut off from the
+ * root. Now at most one move succeeds in each round (the other is EINVAL:
+ * into its own subtree), and fsck is clean. */
+struct move_arg {
+	struct host *h;
+	pthread_barrier_t *go;
+	uint64_t from, to;
+	const char *name;
+	int err;
+};
+
+static void *move_dir(void *p)
+{
+	struct move_arg *m = p;
+
+	pthread_barrier_wait(m->go);
+	m->err = fsop_rename(m->h->v, m->from, m->name, m->to, m->name, 0);
+	return NULL;
+}
+
+#define MOVE_ROUNDS 6u
+START_TEST(test_cluster_cross_moves)
+{
+	struct host a, b;
+	pthread_barrier_t go;
+	uint64_t r1, r2, P, Q, p1, q1;
+	unsigned wins_a = 0, wins_b = 0;
+
+	memset(&b, 0, sizeof(b));
+	host_mount(&a, "a");
+	host_mount(&b, "b");
+	r1 = mkdir_in(&a, vol_root_ino(a.v), "r1");
+	r2 = mkdir_in(&a, vol_root_ino(a.v), "r2");
+	P = mkdir_in(&a, r1, "P");
+	Q = mkdir_in(&a, r2, "Q");
+	p1 = mkdir_in(&a, P, "p1");
+	q1 = mkdir_in(&a, Q, "q1");
+	ck_assert_int_eq(pthread_barrier_init(&go, NULL, 2), 0);
+	for (unsigned round = 0; round < MOVE_ROUNDS; round++) {
+		struct move_arg ma = { .h = &a, .go = &go, .from = r1, .to = q1, .name = "P" };
+		struct move_arg mb = { .h = &b, .go = &go, .from = r2, .to = p1, .name = "Q" };
+		pthread_t ta, tb;
+
+		ck_assert_int_eq(pthread_create(&ta, NULL, move_dir, &ma), 0);
+		ck_assert_int_eq(pthread_create(&tb, NULL, move_dir, &mb), 0);
+		pthread_join(ta, NULL);
+		pthread_join(tb, NULL);
+		ck_assert_msg(!(ma.err == 0 && mb.err == 0), "round %u: both moves succeeded", round);
+		ck_assert(ma.err == 0 || ma.err == -EINVAL);
+		ck_assert(mb.err == 0 || mb.err == -EINVAL);
+		/* Put the tree back for the next round. */
+		if (ma.err == 0) {
+			wins_a++;
+			ck_assert_int_eq(fsop_rename(a.v, q1, "P", r1, "P", 0), 0);
+		} else if (mb.err == 0) {
+			wins_b++;
+			ck_assert_int_eq(fsop_rename(b.v, p1, "Q", r2, "Q", 0), 0);
+		}
+	}
+	pthread_barrier_destroy(&go);
+	ck_assert_uint_eq(wins_a + wins_b, MOVE_ROUNDS);
+	host_unmount(&b);
+	host_unmount(&a);
+	check_clean("cross_moves");
+}
+END_TEST
+
 static Suite *cluster_suite(void)
 {
 	Suite *s = suite_create(vol_caw == LUNFS_CAW_PAXOS ? "cluster (paxos)" : "cluster (local)");
@@ -778,6 +848,7 @@ static Suite *cluster_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_cluster_dir_coherent);
 	tcase_add_test(tc, test_cluster_dir_concurrent);
+	tcase_add_test(tc, test_cluster_cross_moves);
 	suite_add_tcase(s, tc);
 	return s;
 }
