@@ -10,6 +10,9 @@
  * the backend to the membership layer without a dependency on it:
  *   lease_ok(arg, target)  0 while we may still write `target` (the sector
  *                          about to be replaced), else -EIO: self-fencing.
+ *                          Called at entry and immediately before EVERY
+ *                          write the backend submits; after one refusal
+ *                          the call writes nothing more and ends -EIO.
  *   host_dead(arg, s, g)   1 when incarnation (slot s, generation g) can no
  *                          longer act (dead, fenced, or the slot has moved
  *                          to another generation), 0 while it may, < 0 on
