@@ -562,7 +562,9 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			if (b->old.addr != 0 && (b->old.flags & LUNFS_MAPE_SHARED) != 0) {
 				uint32_t extra = 0;
 
-				ret = alloc_ref_get(v->alloc, b->old.addr, &extra);
+				/* We hold the file's lock: the peek never says
+				 * "alone" for a block that is shared (alloc.c). */
+				ret = alloc_ref_peek(v->alloc, b->old.addr, &extra);
 				if (ret != 0) {
 					goto out;
 				}
@@ -661,9 +663,10 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			uint64_t touched = chunk_mask((unsigned)(b->s / chunk), (unsigned)((b->t - 1) / chunk));
 
 			b->new.written = b->srcw | touched;
-			if (b->fresh || b->cow) {
-				b->new.flags = 0;
-			}
+			/* A copy is ours alone; so is a block written in place
+			 * (its refcount said so): without SHARED its next
+			 * overwrite takes the fast path again. */
+			b->new.flags &= ~LUNFS_MAPE_SHARED;
 			if (b->fresh) {
 				memset(b->buf, 0, b->hi - b->lo);
 			}
