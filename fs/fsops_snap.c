@@ -575,7 +575,8 @@ static int snaps_find(struct lunfs_vol *v, uint64_t image, const char *name, uin
 	return err;
 }
 
-int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name)
+int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name, uint64_t *dir_out,
+			 uint64_t *snap_out)
 {
 	struct fsop_cl cl = { .n = 0 };
 	struct snap_cis set = { 0 };
@@ -653,6 +654,12 @@ out_drop:
 	}
 	snaps_unpin(v, &set);
 	fscl_drop(v, &cl);
+	if (err == 0 && dir_out != NULL) {
+		*dir_out = dir;
+	}
+	if (err == 0 && snap_out != NULL) {
+		*snap_out = snap;
+	}
 	return err;
 }
 

@@ -272,8 +272,11 @@ int fsop_snapshot_list(struct lunfs_vol *v, uint64_t image, lunfs_snap_fn fn, vo
 int fsop_snapshot_revert(struct lunfs_vol *v, uint64_t image, const char *name,
 			 const struct lunfs_fh *self);
 /* Delete snapshot `name` of image: frees exactly the blocks nothing else
- * references. */
-int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name);
+ * references (once nothing uses the file: the kernel may still know it,
+ * so a front end tells it, with *dir and *snap, when not NULL: the
+ * snapshot directory and the snapshot that went). */
+int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name, uint64_t *dir,
+			 uint64_t *snap);
 /* Where image's snapshots live: the path from the volume's root (always
  * set) and the directory's ino (0 while the image has none). */
 int fsop_snapshot_dir(struct lunfs_vol *v, uint64_t image, char *path, size_t len, uint64_t *dir);

@@ -257,7 +257,7 @@ START_TEST(test_snap_revert)
 	ck_assert_int_eq(fsop_snapshot_revert(T.v, img, "s1", NULL), 0);
 	ck_assert_uint_eq(sum(img), c1);
 	/* Delete the snapshot, then the image: every block comes back. */
-	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "s1"), 0);
+	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "s1", NULL, NULL), 0);
 	ck_assert_uint_eq(snap_of(img, "s1"), 0);
 	ck_assert_uint_eq(sum(img), c1);
 	clean("after delete");
@@ -313,7 +313,7 @@ START_TEST(test_snap_chain)
 	/* Delete every other one, check the rest, then all. */
 	for (unsigned i = 2; i <= CHAIN; i += 2) {
 		snprintf(name, sizeof(name), "s%u", i);
-		ck_assert_int_eq(fsop_snapshot_delete(T.v, img, name), 0);
+		ck_assert_int_eq(fsop_snapshot_delete(T.v, img, name, NULL, NULL), 0);
 	}
 	for (unsigned i = 1; i <= CHAIN; i += 2) {
 		snprintf(name, sizeof(name), "s%u", i);
@@ -323,7 +323,7 @@ START_TEST(test_snap_chain)
 	clean("chain half deleted");
 	for (unsigned i = 1; i <= CHAIN; i += 2) {
 		snprintf(name, sizeof(name), "s%u", i);
-		ck_assert_int_eq(fsop_snapshot_delete(T.v, img, name), 0);
+		ck_assert_int_eq(fsop_snapshot_delete(T.v, img, name, NULL, NULL), 0);
 	}
 	ck_assert_int_eq(fsop_unlink(T.v, root(), "chain.img"), 0);
 	ck_assert_uint_eq(units_used(LUNFS_CLUSTER_FILE), file0);
@@ -453,7 +453,7 @@ START_TEST(test_delete_orders)
 				const char *nm = perm[k] == 1 ? "s1" : "s2";
 
 				if (!img_gone) {
-					ck_assert_int_eq(fsop_snapshot_delete(T.v, img, nm), 0);
+					ck_assert_int_eq(fsop_snapshot_delete(T.v, img, nm, NULL, NULL), 0);
 				} else {
 					ck_assert_int_eq(fsop_unlink(T.v, sdir, nm), 0);
 				}
@@ -599,7 +599,7 @@ START_TEST(test_snap_rules)
 	ck_assert_int_eq(fsop_snapshot_create(T.v, s, "x", NULL), -EINVAL);   /* of a snapshot */
 	ck_assert_int_eq(fsop_snapshot_create(T.v, root(), "x", NULL), -EISDIR);
 	ck_assert_int_eq(fsop_snapshot_revert(T.v, img, "nope", NULL), -ENOENT);
-	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "nope"), -ENOENT);
+	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "nope", NULL, NULL), -ENOENT);
 	/* Read-only: no write open, no truncate, no fallocate. */
 	ck_assert_int_eq(fsop_open(T.v, s, O_RDWR, &fh), -EPERM);
 	ck_assert_int_eq(fsop_setattr(T.v, s, &sa, &a), -EPERM);
@@ -659,7 +659,7 @@ START_TEST(test_snap_list)
 	wr(img, 40, 0, 2 * FBS);                 /* one's first two blocks become its own */
 	ck_assert_int_eq(fsop_snapshot_create(T.v, img, "two", NULL), 0);
 	ck_assert_int_eq(fsop_snapshot_create(T.v, img, "three", NULL), 0);
-	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "two"), 0);
+	ck_assert_int_eq(fsop_snapshot_delete(T.v, img, "two", NULL, NULL), 0);
 	ck_assert_int_eq(fsop_snapshot_list(T.v, img, lst_fn, &l), 0);
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_uint_eq(l.idsum, 1 + 3);
@@ -814,7 +814,7 @@ static int pc_do(enum pc_op op, uint64_t img)
 		return r == 0 ? fsop_syncfs(T.v) : r;
 	}
 	case PC_DELETE: {
-		int r = fsop_snapshot_delete(T.v, img, "old");
+		int r = fsop_snapshot_delete(T.v, img, "old", NULL, NULL);
 
 		return r == 0 ? fsop_syncfs(T.v) : r;
 	}

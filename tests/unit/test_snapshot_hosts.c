@@ -270,7 +270,7 @@ START_TEST(test_hosts_snapshot_busy_and_refcounts)
 	ck_assert_uint_ne(c2, c1);
 	ck_assert_uint_eq(sum(&a, s1), c1);
 	/* B deletes A's snapshot, A reverts to B's. */
-	ck_assert_int_eq(fsop_snapshot_delete(b.v, img, "on-a"), 0);
+	ck_assert_int_eq(fsop_snapshot_delete(b.v, img, "on-a", NULL, NULL), 0);
 	ck_assert_int_eq(fsop_snapshot_revert(a.v, img, "from-b", NULL), 0);
 	ck_assert_uint_eq(sum(&a, img), c1);
 	ck_assert_uint_eq(sum(&b, img), c1);
