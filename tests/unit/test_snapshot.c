@@ -717,6 +717,177 @@ START_TEST(test_snap_saturated)
 }
 END_TEST
 
+/* ---- random writes over shared blocks, against byte models ------------------------------ */
+
+#define RND_FILES 12
+#define RND_MAX (3 * MiB)
+
+struct rnd_file {
+	uint64_t ino;
+	bool ro;               /* a snapshot */
+	uint64_t size;
+	uint8_t *m;            /* RND_MAX bytes: the model */
+};
+
+static uint64_t rnd_next(uint64_t *st)
+{
+	*st ^= *st << 13;
+	*st ^= *st >> 7;
+	*st ^= *st << 17;
+	return *st;
+}
+
+static void rnd_verify(struct rnd_file *f, unsigned nf, const char *when)
+{
+	uint8_t *buf = malloc(RND_MAX);
+
+	ck_assert_ptr_nonnull(buf);
+	for (unsigned i = 0; i < nf; i++) {
+		struct lunfs_attr a;
+		struct lunfs_fh *fh;
+
+		ck_assert_int_eq(fsop_getattr(T.v, f[i].ino, &a), 0);
+		ck_assert_msg(a.size == f[i].size, "%s: file %u size %" PRIu64 " != %" PRIu64, when, i, a.size,
+			      f[i].size);
+		ck_assert_int_eq(fsop_open(T.v, f[i].ino, O_RDONLY, &fh), 0);
+		ck_assert_int_eq(fsop_read(T.v, fh, buf, a.size, 0), (ssize_t)a.size);
+		ck_assert_int_eq(fsop_release(T.v, fh), 0);
+		ck_assert_msg(memcmp(buf, f[i].m, a.size) == 0, "%s: file %u differs", when, i);
+	}
+	free(buf);
+}
+
+/* Writes of every shape (tiny, unaligned, chunk-aligned, whole blocks,
+ * across blocks), punches and truncates on an image and its clones, with
+ * snapshots and clones taken in between: every file always reads as its
+ * model. 512- and 4096-byte sectors (chunks of 1 KiB are then smaller
+ * than a sector). */
+static void cow_random(uint32_t ss, uint64_t seed)
+{
+	struct rnd_file f[RND_FILES];
+	unsigned nf = 1, nsnap = 0;
+	uint64_t st = seed;
+	struct fs_testvol_opts o;
+	uint8_t *buf = malloc(RND_MAX);
+	char name[32];
+
+	ck_assert_ptr_nonnull(buf);
+	memset(&o, 0, sizeof(o));
+	o.size = 256 * MiB;
+	o.sector_size = ss;
+	o.file_block_size = FBS;
+	o.cluster_size = 4 * MiB;
+	ck_assert_int_eq(fs_testvol_create(&o, &T), 0);
+	memset(f, 0, sizeof(f));
+	f[0].ino = mkfile(root(), "img");
+	for (unsigned i = 0; i < RND_FILES; i++) {
+		f[i].m = calloc(1, RND_MAX);
+		ck_assert_ptr_nonnull(f[i].m);
+	}
+	for (unsigned op = 0; op < 400; op++) {
+		uint64_t r = rnd_next(&st), k = r % 100;
+		unsigned w = (unsigned)(rnd_next(&st) % nf);
+		struct lunfs_attr a;
+
+		if (f[w].ro) {
+			w = 0;
+		}
+		if (k < 70) {
+			/* A write: shapes chosen to hit chunk and block edges. */
+			uint64_t shape = rnd_next(&st) % 5, off, len;
+			struct lunfs_fh *fh;
+
+			off = rnd_next(&st) % (RND_MAX - FBS);
+			switch (shape) {
+			case 0:
+				len = 1 + rnd_next(&st) % 600;
+				break;
+			case 1:
+				off -= off % (FBS / 64);
+				len = (FBS / 64) * (1 + rnd_next(&st) % 8);
+				break;
+			case 2:
+				off -= off % FBS;
+				len = FBS * (1 + rnd_next(&st) % 3);
+				break;
+			case 3:
+				off -= off % 4096;
+				len = 4096;
+				break;
+			default:
+				len = 1 + rnd_next(&st) % (2 * FBS);
+				break;
+			}
+			if (off + len > RND_MAX) {
+				len = RND_MAX - off;
+			}
+			for (uint64_t i = 0; i < len; i++) {
+				buf[i] = pat(op, off + i);
+			}
+			ck_assert_int_eq(fsop_open(T.v, f[w].ino, O_RDWR, &fh), 0);
+			ck_assert_int_eq(fsop_write(T.v, fh, buf, len, off), (ssize_t)len);
+			ck_assert_int_eq(fsop_release(T.v, fh), 0);
+			memcpy(f[w].m + off, buf, len);
+			if (off + len > f[w].size) {
+				f[w].size = off + len;
+			}
+		} else if (k < 78) {
+			uint64_t off = rnd_next(&st) % RND_MAX, len = 1 + rnd_next(&st) % (3 * FBS);
+
+			if (off + len > RND_MAX) {
+				len = RND_MAX - off;
+			}
+			ck_assert_int_eq(fsop_fallocate(T.v, f[w].ino, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off,
+							len), 0);
+			if (off < f[w].size) {
+				memset(f[w].m + off, 0, (off + len < f[w].size ? off + len : f[w].size) - off);
+			}
+		} else if (k < 83) {
+			struct lunfs_setattr sa = { .valid = LUNFS_SET_SIZE };
+
+			sa.size = rnd_next(&st) % RND_MAX;
+			ck_assert_int_eq(fsop_setattr(T.v, f[w].ino, &sa, &a), 0);
+			if (sa.size < f[w].size) {
+				memset(f[w].m + sa.size, 0, f[w].size - sa.size);
+			}
+			f[w].size = sa.size;
+		} else if (nf < RND_FILES && k < 92) {
+			snprintf(name, sizeof(name), "s%u", nsnap++);
+			ck_assert_int_eq(fsop_snapshot_create(T.v, f[0].ino, name, &a), 0);
+			f[nf].ino = a.ino;
+			f[nf].ro = true;
+			f[nf].size = f[0].size;
+			memcpy(f[nf].m, f[0].m, RND_MAX);
+			nf++;
+		} else if (nf < RND_FILES) {
+			unsigned from = (unsigned)(rnd_next(&st) % nf);
+
+			snprintf(name, sizeof(name), "c%u", op);
+			ck_assert_int_eq(fsop_clone(T.v, &CR, f[from].ino, root(), name, &a), 0);
+			f[nf].ino = a.ino;
+			f[nf].ro = false;
+			f[nf].size = f[from].size;
+			memcpy(f[nf].m, f[from].m, RND_MAX);
+			nf++;
+		}
+		if (op % 50 == 49) {
+			rnd_verify(f, nf, "random");
+		}
+	}
+	rnd_verify(f, nf, "random, end");
+	clean("random");
+	rnd_verify(f, nf, "random, remounted");
+	for (unsigned i = 0; i < RND_FILES; i++) {
+		free(f[i].m);
+	}
+	free(buf);
+}
+
+START_TEST(test_cow_random_512) { cow_random(512, 0x9e3779b97f4a7c15ull); }
+END_TEST
+START_TEST(test_cow_random_4096) { cow_random(4096, 0x2545f4914f6cdd1dull); }
+END_TEST
+
 /* ---- metadata cost of a snapshot of a big sparse image -------------------------------- */
 
 static double now_s(void)
@@ -956,6 +1127,8 @@ static Suite *snapshot_suite(void)
 	tcase_add_test(tc, test_snap_list);
 	tcase_add_test(tc, test_snap_saturated);
 	tcase_add_test(tc, test_snap_sparse_cost);
+	tcase_add_test(tc, test_cow_random_512);
+	tcase_add_test(tc, test_cow_random_4096);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("powercut");
 	tcase_add_checked_fixture(tc, NULL, teardown);
