@@ -60,14 +60,18 @@
  * meta_lock, after jnl_flush_home) gives it up with alloc_cluster_giveup,
  * and the next allocation just picks again. A free in a cluster another
  * host holds asks for it (lockd_lock_wait); picking a cluster to allocate
- * from never waits, it tries the next. While we recover a dead host, its
+ * from never waits, it tries the next. Operations that change refcounts in
+ * many clusters (clones, snapshots: fs/snap.c) take those clusters before
+ * meta_lock, in index order, and pin them (alloc_clusters_pin): a pinned
+ * cluster is not given up until the operation ends (DESIGN 8.4). While we recover a dead host, its
  * clusters are borrowed (its slot is RECOVERING: nobody else can take
  * them) for the frees of its orphans, never allocated from, and forgotten
  * at alloc_recover_end.
  *
  * Locking: vol.meta_lock is held by every caller that changes anything; the
- * allocator's own mutex (a.mu) also covers alloc_ref_get and alloc_stats.
- * Lock order: meta_lock < a.mu < lockd < mcache.
+ * allocator's own mutex (a.mu) also covers alloc_ref_get, alloc_ref_peek,
+ * alloc_stats and the pins. Lock order: (cluster pins, taken without
+ * either) < meta_lock < a.mu < lockd < mcache.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -27,7 +27,9 @@
  *     size holds meta_lock and then this lock exclusive.
  *   icache and mcache have internal mutexes, always innermost.
  * Lock order: meta_lock < inode locks (ascending ino) < icache/mcache.
- * Across hosts, the on-disk locks of lockd order things (the cluster issue).
+ * Across hosts, the on-disk locks of lockd order things (the cluster issue):
+ * inode locks (directories, then files, ascending ino) < cluster locks
+ * (ascending index: alloc_clusters_pin) < meta_lock.
  */
 #ifndef LUNFS_FS_INTERNAL_H
 #define LUNFS_FS_INTERNAL_H
