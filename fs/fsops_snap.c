@@ -1040,9 +1040,16 @@ ssize_t fsop_copy_range(struct lunfs_vol *v, struct lunfs_fh *in, uint64_t off_i
 	if (si == di && off_in < off_out + len && off_out < off_in + len) {
 		return -EINVAL;     /* overlapping ranges of one file (as the kernel says) */
 	}
-	(void)fscl_add(&cl, si->ino, si != di, false);
+	(void)fscl_add(&cl, si->ino, true, false);
 	(void)fscl_add(&cl, di->ino, true, false);
 	err = fscl_enter(v, &cl, false);
+	if (err == -EBUSY) {
+		/* The source is open on another host (a base image read by
+		 * several): its map cannot be flagged SHARED, so no block can
+		 * be shared. Nothing is done; the caller copies bytes through
+		 * its read-only open, which that host allows. */
+		return -EOPNOTSUPP;
+	}
 	if (err < 0) {
 		return err;
 	}
@@ -1068,7 +1075,7 @@ ssize_t fsop_copy_range(struct lunfs_vol *v, struct lunfs_fh *in, uint64_t off_i
 	err = snaps_pin(v, si, di, first_blk, last_blk, off_out / bs, (off_out + len - 1) / bs, &set);
 	if (err < 0) {
 		fscl_drop(v, &cl);
-		return err;
+		return err == -EBUSY ? -EOPNOTSUPP : err; /* nothing done yet: bytes, then */
 	}
 	pthread_mutex_lock(&v->meta_lock);
 	snaps_wrlock2(si, di);

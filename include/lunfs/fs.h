@@ -239,8 +239,9 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
  * [off_in, off_in + len) of in's (len clipped at in's size), sharing every
  * block the two ranges cover whole at the same position within a block and
  * copying the bytes of partial blocks. Returns the bytes done. -EOPNOTSUPP
- * (nothing done) when the offsets differ modulo the block size: no block
- * can be shared, and the caller copies bytes (the kernel does, for FUSE). */
+ * (nothing done) when no block can be shared: the offsets differ modulo
+ * the block size, or another host has in's file open (its map cannot be
+ * flagged); the caller then copies bytes (the kernel does, for FUSE). */
 ssize_t fsop_copy_range(struct lunfs_vol *v, struct lunfs_fh *in, uint64_t off_in, struct lunfs_fh *out,
 			uint64_t off_out, uint64_t len);
 

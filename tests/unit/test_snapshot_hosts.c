@@ -214,6 +214,23 @@ START_TEST(test_hosts_clone_read_elsewhere)
 	/* B reads the clone: it asks A for the directory and the file. */
 	ck_assert_uint_eq(lookup(&b, vol_root_ino(b.v), "g"), g);
 	ck_assert_uint_eq(sum(&b, g), cf);
+	/* copy_file_range from a file B has open: nothing can be shared, so
+	 * A is told to copy bytes (EOPNOTSUPP), and nothing changed. */
+	{
+		struct lunfs_fh *rb = NULL, *ra = NULL, *wa = NULL;
+		struct lunfs_attr h;
+
+		ck_assert_int_eq(fsop_open(b.v, g, O_RDONLY, &rb), 0);
+		ck_assert_int_eq(fsop_create(a.v, &CR, vol_root_ino(a.v), "h", 0644, O_RDWR, &h, &wa), 0);
+		fsop_forget(a.v, h.ino, 1);
+		ck_assert_int_eq(fsop_open(a.v, g, O_RDONLY, &ra), 0);
+		ck_assert_int_eq(fsop_copy_range(a.v, ra, 0, wa, 0, 1 * MiB), -EOPNOTSUPP);
+		ck_assert_int_eq(fsop_getattr(a.v, h.ino, &h), 0);
+		ck_assert_uint_eq(h.size, 0);
+		ck_assert_int_eq(fsop_release(a.v, ra), 0);
+		ck_assert_int_eq(fsop_release(a.v, wa), 0);
+		ck_assert_int_eq(fsop_release(b.v, rb), 0);
+	}
 	/* B writes its side; A's original is untouched. */
 	put(&b, g, 2, 10, 1000);
 	ck_assert_uint_eq(sum(&a, f), cf);
