@@ -60,14 +60,18 @@
  * meta_lock, after jnl_flush_home) gives it up with alloc_cluster_giveup,
  * and the next allocation just picks again. A free in a cluster another
  * host holds asks for it (lockd_lock_wait); picking a cluster to allocate
- * from never waits, it tries the next. While we recover a dead host, its
+ * from never waits, it tries the next. Operations that change refcounts in
+ * many clusters (clones, snapshots: fs/snap.c) take those clusters before
+ * meta_lock, in index order, and pin them (alloc_clusters_pin): a pinned
+ * cluster is not given up until the operation ends (DESIGN 8.4). While we recover a dead host, its
  * clusters are borrowed (its slot is RECOVERING: nobody else can take
  * them) for the frees of its orphans, never allocated from, and forgotten
  * at alloc_recover_end.
  *
  * Locking: vol.meta_lock is held by every caller that changes anything; the
- * allocator's own mutex (a.mu) also covers alloc_ref_get and alloc_stats.
- * Lock order: meta_lock < a.mu < lockd < mcache.
+ * allocator's own mutex (a.mu) also covers alloc_ref_get, alloc_ref_peek,
+ * alloc_stats and the pins. Lock order: (cluster pins, taken without
+ * either) < meta_lock < a.mu < lockd < mcache.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -93,6 +97,8 @@ struct alloc_cl {
 	bool borrowed;          /* held only by recovery: the dead host's lock */
 	bool typed_ok;          /* held: its header decodes with `type` */
 	bool summary_dirty;     /* held: units_free differs from the record's */
+	uint32_t pins;          /* operations that need it now (alloc_clusters_pin):
+	                         * while > 0 it is not given up */
 	uint64_t units_total;
 	uint64_t units_free;    /* held: exact (the header's); else the hint */
 };
@@ -638,37 +644,17 @@ static int alloc_cluster_type(struct alloc *a, struct jnl_handle *h, uint64_t ci
 	return 0;
 }
 
-/* Lock cluster ci (if we do not hold it) and learn its true state. With
- * `wait`, a live holder is asked to give it up (a free must reach the
- * cluster its block lies in); without, a held cluster is -EBUSY (picking
- * one to allocate from: try another). During recovery the dead host's
- * clusters are borrowed: its slot is RECOVERING, so nobody else can take
- * them, and we are the one recoverer (lockd/recover.c). */
-static int alloc_cluster_take(struct alloc *a, uint64_t ci, bool wait)
+/* We hold cluster ci's lock now (or borrow it): learn its true state.
+ * a.mu held. On error the lock is given back (unless borrowed). */
+static int alloc_cluster_adopt(struct alloc *a, uint64_t ci, bool borrowed)
 {
 	struct alloc_cl *c = &a->cl[ci];
 	uint64_t laddr = layout_cluster_lock_addr(&a->v->sb, ci);
 	struct lunfs_cluster_summary s;
 	struct lunfs_cluster_hdr hdr;
 	struct lunfs_lock l;
-	uint32_t holder = UINT32_MAX;
-	bool borrowed = false;
 	int err;
 
-	if (c->held) {
-		return 0;
-	}
-	err = lockd_lock(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE, &holder);
-	if (err == -EBUSY && holder == a->recover_slot) {
-		borrowed = true;
-		err = 0;
-	} else if (err == -EBUSY && wait) {
-		err = lockd_lock_wait(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE,
-				      cluster_wait_ms(a->v), NULL);
-	}
-	if (err < 0) {
-		return err;
-	}
 	/* Another host may have changed the cluster since we cached it. */
 	mc_drop_clean(a->v->mc);
 	err = lockd_read(a->v->ld, laddr, &l);
@@ -696,6 +682,38 @@ static int alloc_cluster_take(struct alloc *a, uint64_t ci, bool wait)
 		}
 	}
 	return 0;
+}
+
+/* Lock cluster ci (if we do not hold it) and learn its true state. With
+ * `wait`, a live holder is asked to give it up (a free must reach the
+ * cluster its block lies in); without, a held cluster is -EBUSY (picking
+ * one to allocate from: try another). During recovery the dead host's
+ * clusters are borrowed: its slot is RECOVERING, so nobody else can take
+ * them, and we are the one recoverer (lockd/recover.c). a.mu held (a wait
+ * under it is the fallback of alloc_clusters_pin, see there). */
+static int alloc_cluster_take(struct alloc *a, uint64_t ci, bool wait)
+{
+	struct alloc_cl *c = &a->cl[ci];
+	uint64_t laddr = layout_cluster_lock_addr(&a->v->sb, ci);
+	uint32_t holder = UINT32_MAX;
+	bool borrowed = false;
+	int err;
+
+	if (c->held) {
+		return 0;
+	}
+	err = lockd_lock(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE, &holder);
+	if (err == -EBUSY && holder == a->recover_slot) {
+		borrowed = true;
+		err = 0;
+	} else if (err == -EBUSY && wait) {
+		err = lockd_lock_wait(a->v->ld, laddr, LUNFS_LOCK_KIND_CLUSTER, ci, LUNFS_LOCK_EXCLUSIVE,
+				      cluster_wait_ms(a->v), NULL);
+	}
+	if (err < 0) {
+		return err;
+	}
+	return alloc_cluster_adopt(a, ci, borrowed);
 }
 
 static void alloc_cluster_release(struct alloc *a, uint64_t ci)
@@ -745,6 +763,9 @@ static int alloc_pick(struct alloc *a, struct jnl_handle *h, uint8_t type)
 			uint64_t i = (start + k) % n;
 			struct alloc_cl *c = &a->cl[i];
 
+			if (c->pins > 0 && !c->held) {
+				continue; /* alloc_clusters_pin is taking it */
+			}
 			if (c->held) {
 				/* Held clusters of this type are full; held
 				 * free ones (typing never committed) can be
@@ -777,8 +798,11 @@ static int alloc_pick(struct alloc *a, struct jnl_handle *h, uint8_t type)
 				return 0;
 			}
 			if (c->typed_ok) {
-				/* Not what the cached summary promised. */
-				alloc_cluster_release(a, i);
+				/* Not what the cached summary promised (an
+				 * operation here may want it all the same). */
+				if (c->pins == 0) {
+					alloc_cluster_release(a, i);
+				}
 				continue;
 			}
 			/* A FREE cluster, or a typed one whose typing never
@@ -1157,6 +1181,140 @@ out:
 	return err;
 }
 
+/* Pinning. An operation that changes refcounts in clusters it may not
+ * hold (a clone, a snapshot, a delete of shared blocks) takes those
+ * clusters' locks before meta_lock, in ascending index order (DESIGN 5.1:
+ * inode locks < cluster locks, clusters by index), and keeps them until
+ * it is done: a pinned cluster is not given up (alloc_cluster_giveup says
+ * -EBUSY and the requester asks again). Waiting for another host happens
+ * here, with neither meta_lock nor a.mu held, so our own monitor keeps
+ * serving that host's requests meanwhile: two hosts pinning overlapping
+ * sets cannot wait for each other in a cycle, because each waits only for
+ * clusters above every cluster it has pinned. (A refcount change that
+ * meets a cluster it did not pin, because a write changed the map in
+ * between, still takes the lock under meta_lock, as every free of a block
+ * in another host's cluster does: alloc_locate, bounded by
+ * cluster_wait_ms.) */
+int alloc_clusters_pin(struct alloc *a, const uint64_t *ci, size_t n)
+{
+	size_t i;
+	int err = 0;
+
+	for (i = 0; i < n; i++) {
+		struct alloc_cl *c;
+		uint32_t holder = UINT32_MAX;
+
+		if (ci[i] >= a->ncl || (i > 0 && ci[i] <= ci[i - 1])) {
+			err = -EINVAL;  /* the order is what makes it deadlock-free */
+			break;
+		}
+		c = &a->cl[ci[i]];
+		pthread_mutex_lock(&a->mu);
+		c->pins++;
+		if (c->held) {
+			pthread_mutex_unlock(&a->mu);
+			continue;
+		}
+		pthread_mutex_unlock(&a->mu);
+		err = lockd_lock_wait(a->v->ld, layout_cluster_lock_addr(&a->v->sb, ci[i]),
+				      LUNFS_LOCK_KIND_CLUSTER, ci[i], LUNFS_LOCK_EXCLUSIVE,
+				      cluster_wait_ms(a->v), &holder);
+		pthread_mutex_lock(&a->mu);
+		if (err == -EBUSY && holder == a->recover_slot) {
+			/* Being recovered by us: borrowed when used. */
+			err = 0;
+		} else if (err == 0 && !c->held) {
+			err = alloc_cluster_adopt(a, ci[i], false);
+		}
+		if (err < 0) {
+			c->pins--;
+			pthread_mutex_unlock(&a->mu);
+			break;
+		}
+		pthread_mutex_unlock(&a->mu);
+	}
+	if (err < 0) {
+		alloc_clusters_unpin(a, ci, i);
+	}
+	return err;
+}
+
+void alloc_clusters_unpin(struct alloc *a, const uint64_t *ci, size_t n)
+{
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; i < n; i++) {
+		if (ci[i] < a->ncl && a->cl[ci[i]].pins > 0) {
+			a->cl[ci[i]].pins--;
+		}
+	}
+	pthread_mutex_unlock(&a->mu);
+}
+
+int alloc_ref_peek(struct alloc *a, uint64_t addr, uint32_t *extra)
+{
+	const struct lunfs_super *sb = &a->v->sb;
+	const struct lunfs_region *d = &sb->regions[LUNFS_REGION_DATA];
+	const struct lunfs_cluster_hdr *g = &a->geo[LUNFS_CLUSTER_FILE];
+	struct lunfs_refcount *rc = NULL;
+	uint64_t ci, u, r, raddr;
+	uint8_t *blk = NULL;
+	int err;
+
+	if (addr < d->offset || (addr - d->offset) / sb->cluster_size >= a->ncl ||
+	    (addr - d->offset) % sb->cluster_size % g->unit_size != 0) {
+		return -EUCLEAN;
+	}
+	ci = (addr - d->offset) / sb->cluster_size;
+	u = (addr - d->offset) % sb->cluster_size / g->unit_size;
+	if (u < g->header_units) {
+		return -EUCLEAN;
+	}
+	pthread_mutex_lock(&a->mu);
+	if (a->cl[ci].held) {
+		struct lunfs_cluster_hdr hdr;
+		struct mc_entry *e;
+
+		err = alloc_hdr_read(a, ci, &hdr);
+		if (err == 0 && hdr.type != LUNFS_CLUSTER_FILE) {
+			err = -EUCLEAN;
+		}
+		if (err == 0) {
+			err = alloc_rc_entry(a, ci, &hdr, u, &e);
+		}
+		if (err == 0) {
+			*extra = a->rc.extra[u - a->rc.first_unit];
+			mc_put(a->v->mc, e);
+		}
+		pthread_mutex_unlock(&a->mu);
+		return err;
+	}
+	pthread_mutex_unlock(&a->mu);
+	/* Not ours: the home copy, read past our cache (which may hold an
+	 * older image of a cluster we gave up). */
+	r = u / LUNFS_REFCOUNTS_PER_BLOCK;
+	raddr = alloc_cl_start(a, ci) + (1u + (uint64_t)g->bitmap_blocks + r) * LUNFS_META_BLOCK_SIZE;
+	blk = dev_buf_alloc(LUNFS_META_BLOCK_SIZE);
+	rc = malloc(sizeof(*rc));
+	if (blk == NULL || rc == NULL) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = dev_read(a->v->dev, blk, LUNFS_META_BLOCK_SIZE, raddr);
+	if (err < 0) {
+		goto out;
+	}
+	if (refcount_decode(&a->v->codec, blk, raddr, rc) != 0 || rc->cluster_index != ci ||
+	    rc->first_unit != r * LUNFS_REFCOUNTS_PER_BLOCK) {
+		err = -EUCLEAN;
+		goto out;
+	}
+	*extra = rc->extra[u - rc->first_unit];
+out:
+	free(rc);
+	dev_buf_free(blk);
+	return err;
+}
+
 int alloc_stats(struct alloc *a, struct alloc_stats *st)
 {
 	const struct lunfs_cluster_hdr *gf = &a->geo[LUNFS_CLUSTER_FILE];
@@ -1272,7 +1430,12 @@ int alloc_cluster_giveup(struct alloc *a, uint64_t ci)
 	}
 	c = &a->cl[ci];
 	pthread_mutex_lock(&a->mu);
-	if (c->held && !c->borrowed) {
+	if (c->pins > 0) {
+		/* An operation on this host took it (or is taking it) for
+		 * its refcounts: the requester asks again and gets it once
+		 * the operation is done (alloc_clusters_pin). */
+		err = -EBUSY;
+	} else if (c->held && !c->borrowed) {
 		/* Frees of an uncommitted transaction have committed
 		 * (the caller ran jnl_flush_home): nothing of ours stays
 		 * busy in a cluster we no longer hold. */

@@ -657,6 +657,117 @@ int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
 	return 1;
 }
 
+int bmap_leaf_get(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
+		  struct lunfs_map_entry *e)
+{
+	struct lunfs_map_leaf leaf;
+	struct bmap_path p;
+	struct mc_entry *me;
+	unsigned hole_level;
+	int ret;
+
+	memset(e, 0, LUNFS_MAP_LEAF_FANOUT * sizeof(*e));
+	if (im->di.map_height == 0 || lblk >= map_span(im->di.map_height)) {
+		return 0;
+	}
+	ret = bmap_walk(v, im, lblk, &p, &hole_level);
+	if (ret != 0) {
+		return ret < 0 ? ret : 0;
+	}
+	ret = bmap_leaf_read(v, im, p.addr[1], p.base[1], &me, &leaf);
+	if (ret != 0) {
+		return ret;
+	}
+	mc_put(v->mc, me);
+	memcpy(e, leaf.e, sizeof(leaf.e));
+	return 1;
+}
+
+unsigned bmap_replace_credits(const struct inode_mem *im)
+{
+	/* A bmap_set building the path, the leaf, and a prune up the tree. */
+	return bmap_set_credits(im) + 1u + 2u * LUNFS_MAP_MAX_HEIGHT;
+}
+
+int bmap_leaf_replace(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
+		      unsigned n, const struct lunfs_map_entry *ents, struct lunfs_map_entry *old)
+{
+	struct lunfs_map_leaf leaf;
+	struct bmap_path p;
+	struct mc_entry *e;
+	unsigned hole_level, first = n, i0;
+	bool empty = true, built = false;
+	int ret;
+
+	if (n == 0 || lblk % LUNFS_MAP_LEAF_FANOUT + n > LUNFS_MAP_LEAF_FANOUT) {
+		return -EINVAL;
+	}
+	for (unsigned k = 0; k < n && first == n; k++) {
+		if (ents[k].addr != 0) {
+			first = k;
+		}
+	}
+	memset(old, 0, n * sizeof(*old));
+	ret = 1;
+	if (im->di.map_height != 0 && lblk < map_span(im->di.map_height)) {
+		ret = bmap_walk(v, im, lblk, &p, &hole_level);
+		if (ret < 0) {
+			return ret;
+		}
+	}
+	if (ret == 1) {
+		/* No leaf: only new entries to write, and the path to build.
+		 * bmap_set builds it (and writes the first entry). */
+		if (first == n) {
+			return 0;
+		}
+		ret = bmap_set(v, h, im, lblk + first, &ents[first]);
+		if (ret != 0) {
+			return ret;
+		}
+		built = true;
+		ret = bmap_walk(v, im, lblk, &p, &hole_level);
+		if (ret != 0) {
+			return ret < 0 ? ret : -EUCLEAN;
+		}
+	}
+	ret = bmap_leaf_read(v, im, p.addr[1], p.base[1], &e, &leaf);
+	if (ret != 0) {
+		return ret;
+	}
+	i0 = p.idx[1];
+	/* A leaf just built held nothing before: old stays all holes. */
+	if (!built) {
+		memcpy(old, &leaf.e[i0], n * sizeof(*old));
+	}
+	ret = jnl_dirty(h, e);
+	if (ret == 0) {
+		for (unsigned k = 0; k < n; k++) {
+			struct lunfs_map_entry *le = &leaf.e[i0 + k];
+
+			*le = ents[k];
+			if (le->addr == 0) {
+				memset(le, 0, sizeof(*le));
+			} else if (im->di.map_unit == LUNFS_MAP_META) {
+				le->written = ~0ull;
+			}
+		}
+		leaf.seq++;
+		map_leaf_encode(&v->codec, &leaf, p.addr[1], e->buf);
+		for (unsigned k = 0; k < LUNFS_MAP_LEAF_FANOUT; k++) {
+			if (leaf.e[k].addr != 0) {
+				empty = false;
+				break;
+			}
+		}
+	}
+	mc_put(v->mc, e);
+	if (ret != 0 || !empty) {
+		return ret;
+	}
+	return bmap_prune(v, h, im, &p, 1);
+}
+
 static int bmap_search(struct lunfs_vol *v, struct inode_mem *im, uint64_t addr, unsigned level,
 		       uint64_t base, uint64_t lblk, uint64_t *out)
 {

@@ -3063,6 +3063,15 @@ static int ck_alloc_compare(struct ck *ck)
 
 				want = want > 65535 ? 65535 : want;
 				if (extra == want) {
+					/* The count is right, but a writer through an
+					 * entry without SHARED would write in place
+					 * under the other referrers' feet. */
+					if (refs > 1 && bit_get(cl->noshared, u) && !cl->rc_bad) {
+						ck_problem(ck, CHECK_PB_MULTIREF, ck->repair,
+							   "file block %" PRIu64 " is referenced %" PRIu64 " times, not all "
+							   "marked shared%s", addr, refs,
+							   ck->repair ? ": marked shared" : "");
+					}
 					continue;
 				}
 				rc_diff = true;

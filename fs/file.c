@@ -492,15 +492,23 @@ static bool wblk_any_written(const struct lunfs_vol *v, uint64_t w, uint64_t a, 
 	return (w & chunk_mask((unsigned)(a / chunk), (unsigned)((z - 1) / chunk))) != 0;
 }
 
-/* Read what the batch needs from the old blocks: for a COW block its whole
- * range, for an in-place block the edge sectors that carry written bytes
- * the caller does not overwrite. */
+/* Read what the batch needs from the old blocks: for a COW block the
+ * chunks that hold data (written) and that the write does not cover whole
+ * (the rest of its range is the caller's data or zeros: a 1 MiB write
+ * over a shared block reads nothing), for an in-place block the edge
+ * sectors that carry written bytes the caller does not overwrite. */
 static int wbatch_read(struct lunfs_vol *v, struct wblk *bl, unsigned n)
 {
-	struct lunfs_io ios[2 * FILE_BATCH_BLOCKS];
+	uint64_t chunk = v->sb.file_block_size / LUNFS_MAP_CHUNKS;
 	uint32_t ss = v->sb.sector_size;
+	/* A COW block needs at most one read per run of chunks: 33. */
+	struct lunfs_io *ios = malloc((size_t)n * (LUNFS_MAP_CHUNKS / 2 + 1) * sizeof(*ios));
 	unsigned k = 0;
+	int ret;
 
+	if (ios == NULL) {
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct wblk *b = &bl[i];
 
@@ -508,8 +516,25 @@ static int wbatch_read(struct lunfs_vol *v, struct wblk *bl, unsigned n)
 			continue;
 		}
 		if (b->cow) {
-			ios[k++] = (struct lunfs_io){ .op = LUNFS_IO_READ, .buf = b->buf,
-						      .len = b->hi - b->lo, .off = b->src + b->lo };
+			unsigned first = k;
+
+			for (uint64_t c = b->lo / chunk; c * chunk < b->hi; c++) {
+				bool covered = c * chunk >= b->s && (c + 1) * chunk <= b->t;
+				uint64_t a, z;
+
+				if ((b->srcw & (1ull << c)) == 0 || covered) {
+					continue;
+				}
+				/* Sector-aligned, inside the block's range. */
+				a = fl_max(align_down(c * chunk, ss), b->lo);
+				z = fl_min(align_up((c + 1) * chunk, ss), b->hi);
+				if (k > first && ios[k - 1].off + ios[k - 1].len >= b->src + a) {
+					ios[k - 1].len = b->src + z - ios[k - 1].off;
+					continue;
+				}
+				ios[k++] = (struct lunfs_io){ .op = LUNFS_IO_READ, .buf = b->buf + (a - b->lo),
+							      .len = z - a, .off = b->src + a };
+			}
 			continue;
 		}
 		if (wblk_any_written(v, b->srcw, b->lo, b->s)) {
@@ -523,7 +548,9 @@ static int wbatch_read(struct lunfs_vol *v, struct wblk *bl, unsigned n)
 						      .len = ss, .off = b->src + b->hi - ss };
 		}
 	}
-	return k > 0 ? file_io_submit(v, ios, k) : 0;
+	ret = k > 0 ? file_io_submit(v, ios, k) : 0;
+	free(ios);
+	return ret;
 }
 
 /* Write [off, off+len) (buf NULL = zeros). Caller holds meta_lock and
@@ -562,7 +589,9 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			if (b->old.addr != 0 && (b->old.flags & LUNFS_MAPE_SHARED) != 0) {
 				uint32_t extra = 0;
 
-				ret = alloc_ref_get(v->alloc, b->old.addr, &extra);
+				/* We hold the file's lock: the peek never says
+				 * "alone" for a block that is shared (alloc.c). */
+				ret = alloc_ref_peek(v->alloc, b->old.addr, &extra);
 				if (ret != 0) {
 					goto out;
 				}
@@ -661,9 +690,10 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			uint64_t touched = chunk_mask((unsigned)(b->s / chunk), (unsigned)((b->t - 1) / chunk));
 
 			b->new.written = b->srcw | touched;
-			if (b->fresh || b->cow) {
-				b->new.flags = 0;
-			}
+			/* A copy is ours alone; so is a block written in place
+			 * (its refcount said so): without SHARED its next
+			 * overwrite takes the fast path again. */
+			b->new.flags &= ~LUNFS_MAPE_SHARED;
 			if (b->fresh) {
 				memset(b->buf, 0, b->hi - b->lo);
 			}

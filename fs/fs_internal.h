@@ -10,6 +10,7 @@
  *            inode slots)
  *   inode    in-memory inodes: cache, read, dirty, allocate, free, orphans
  *   bmap     block maps: logical block -> physical block, COW-ready
+ *   snap     sharing file blocks between inodes (clones, snapshots)
  *   file     the data path: read, write, truncate, fallocate, seek
  *   dir      extendible-hash directories
  *   xattr    extended attributes, symlink targets
@@ -26,7 +27,9 @@
  *     size holds meta_lock and then this lock exclusive.
  *   icache and mcache have internal mutexes, always innermost.
  * Lock order: meta_lock < inode locks (ascending ino) < icache/mcache.
- * Across hosts, the on-disk locks of lockd order things (the cluster issue).
+ * Across hosts, the on-disk locks of lockd order things (the cluster issue):
+ * inode locks (directories, then files, ascending ino) < cluster locks
+ * (ascending index: alloc_clusters_pin) < meta_lock.
  */
 #ifndef LUNFS_FS_INTERNAL_H
 #define LUNFS_FS_INTERNAL_H
@@ -155,6 +158,22 @@ bool alloc_busy_pending(struct alloc *a);
  * caller copies the block instead), -EUCLEAN below 0 or on a free block. */
 int alloc_ref_get(struct alloc *a, uint64_t addr, uint32_t *extra);
 int alloc_ref_add(struct alloc *a, struct jnl_handle *h, uint64_t addr, int delta);
+/* The counter without taking the cluster's lock: ours from the cache if
+ * we hold the cluster, else the home copy on the disk, which may lag its
+ * holder's journal. Safe for one decision only: whether a block that a
+ * file references is shared, asked while holding that file's inode lock.
+ * A counter goes from 0 to 1 only by cloning a file that references the
+ * block, which needs that file's lock, and a host flushes its journal
+ * home before it gives an inode lock up; so the value read is never below
+ * the truth for such a block (it may be above: a decrement not home yet,
+ * which costs one needless copy). Display (lunfs du) uses it too. */
+int alloc_ref_peek(struct alloc *a, uint64_t addr, uint32_t *extra);
+/* Take (waiting for their holders) and pin clusters ci[0..n), which must
+ * be strictly ascending, for one operation that changes their refcounts;
+ * without meta_lock or any allocator lock. A pinned cluster is not given
+ * to another host until unpinned. On error nothing stays pinned. */
+int alloc_clusters_pin(struct alloc *a, const uint64_t *ci, size_t n);
+void alloc_clusters_unpin(struct alloc *a, const uint64_t *ci, size_t n);
 /* Totals for statfs: units of each type free, and whole free clusters. A
  * FREE cluster counts as capacity for file blocks AND for inodes (it becomes
  * whichever is needed first), so the two totals overlap. META clusters
@@ -212,6 +231,63 @@ void fsop_release_all(struct lunfs_vol *v);
  * open count, no reclaim (vol_abandon: the inodes and locks go with the
  * whole context). */
 void fsop_fh_abandon_all(struct lunfs_vol *v);
+
+/* ---- fsops internals shared by fs/fsops.c and fs/fsops_snap.c ------------- */
+/* An open file (fs.h). */
+struct lunfs_fh {
+	struct inode_mem *im;
+	int flags;
+	bool locked;                  /* holds an open of the inode lock (cluster.c) */
+	bool write;                   /* ... for write */
+	bool multiwriter;             /* the file is multi-writer: no page cache */
+	struct lunfs_fh *prev, *next; /* vol.fh_list, under vol.fh_lock */
+};
+
+/* -EROFS on a read-only mount. */
+int fsop_rw(const struct lunfs_vol *v);
+/* A path component from the kernel: non-empty, no '/', at most 255 bytes. */
+int fsop_name(const char *name, size_t *len);
+/* jnl_start with the credits capped at what the smallest journal takes. */
+int fsop_start(struct lunfs_vol *v, unsigned credits, struct jnl_handle **h);
+/* Stop the handle, keeping the first error. */
+int fsop_stop(struct jnl_handle *h, int err);
+/* Look a name up in dim (meta_lock held). */
+int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
+		  uint64_t *ino, uint8_t *type);
+/* Take one link from victim (locked, under a handle); at zero it goes on
+ * the orphan table. */
+int fsop_drop_link(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *victim, int64_t now);
+/* Attributes of im, re-read from the disk when we do not hold its lock. */
+void fsop_attr_fresh(struct lunfs_vol *v, struct inode_mem *im, bool with_meta,
+		     struct lunfs_attr *out);
+
+/* May im's contents change? -EPERM for a snapshot, -EIO (logged) for an
+ * image whose revert was cut short (fsops_snap.c). im->lock held (read). */
+int fsop_snap_write_check(struct lunfs_vol *v, struct inode_mem *im);
+
+/* The on-disk inode locks of one operation (fsops.c "on-disk inode locks
+ * of one operation"): added with fscl_add, taken in the cluster-wide order
+ * (directories, then other inodes, ascending ino) by fscl_enter without
+ * meta_lock (keep_meta: meta_lock held on success, stale inodes
+ * re-read), dropped with fscl_drop. */
+#define FSOP_CL_MAX 6
+#define FSOP_CL_TRIES 8
+
+struct fsop_cl_e {
+	uint64_t ino;
+	bool excl, dir;
+	bool taken;                  /* cluster_use succeeded */
+	bool stale;                  /* ... and said our copy is stale */
+};
+
+struct fsop_cl {
+	struct fsop_cl_e e[FSOP_CL_MAX];
+	unsigned n;
+};
+
+int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir);
+void fscl_drop(struct lunfs_vol *v, struct fsop_cl *cl);
+int fscl_enter(struct lunfs_vol *v, struct fsop_cl *cl, bool keep_meta);
 
 /* ---- cluster (fs/cluster.c) ------------------------------------------------
  * Dead-host recovery and lock hand-off as lockd callbacks. attach/detach
@@ -369,12 +445,54 @@ int bmap_set_run(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im
  * means "to the end"). Adjusts di.alloc_bytes and calls inode_dirty. */
 int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
 	       uint64_t first, uint64_t last, uint64_t *next);
+/* The entries of the leaf covering lblk, all of them (holes as zeros):
+ * 1 when that leaf exists, 0 when it does not (all holes). */
+int bmap_leaf_get(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
+		  struct lunfs_map_entry *e /* [LUNFS_MAP_LEAF_FANOUT] */);
+/* Set entries [lblk, lblk + n), all in one leaf (lblk % 251 + n <= 251),
+ * to ents (addr 0 = hole), building the path when a new entry needs it
+ * and freeing the leaf (and emptied ancestors) when it ends up empty. The
+ * entries replaced go to old[0..n). Frees no data block and leaves
+ * alloc_bytes alone (the caller decides: refcounts). */
+int bmap_leaf_replace(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk,
+		      unsigned n, const struct lunfs_map_entry *ents, struct lunfs_map_entry *old);
+/* Credits one bmap_leaf_replace may need. */
+unsigned bmap_replace_credits(const struct inode_mem *im);
 /* First mapped logical block >= lblk, or -ENXIO. */
 int bmap_next_mapped(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk, uint64_t *out);
 /* Credits a bmap_set may need (nodes on the path + allocations). */
 unsigned bmap_set_credits(const struct inode_mem *im);
 /* Credits one bmap_punch call may need. */
 unsigned bmap_punch_credits(const struct inode_mem *im);
+
+/* ---- snap (fs/snap.c): sharing file blocks ------------------------------
+ * The machinery under clones, copy_file_range, snapshots and revert; the
+ * operations themselves are in fs/fsops_snap.c.
+ */
+/* A set of cluster indexes: collect, then finish (sorted, unique) for
+ * alloc_clusters_pin. */
+struct snap_cis {
+	uint64_t *ci;
+	size_t n, cap;
+};
+/* Add the clusters of im's mapped file blocks in [first, last]; im->lock
+ * held (read). */
+int snap_cis_collect(struct lunfs_vol *v, struct inode_mem *im, uint64_t first, uint64_t last,
+		     struct snap_cis *set);
+void snap_cis_finish(struct snap_cis *set);
+void snap_cis_free(struct snap_cis *set);
+/* Make dst's blocks [d, d + n) read as src's [s, s + n) do, sharing src's
+ * blocks (one more reference each, SHARED in both maps) and releasing
+ * the blocks dst had there; src holes become dst holes. In bounded steps,
+ * each one journal handle that leaves the volume consistent; on error the
+ * steps done stay done. Adjusts dst's alloc_bytes (not its size). Caller
+ * holds meta_lock and src->lock, dst->lock for writing (once if src ==
+ * dst; the ranges must not overlap then), and has pinned the clusters. */
+int snap_share(struct lunfs_vol *v, struct inode_mem *src, struct inode_mem *dst, uint64_t s,
+	       uint64_t d, uint64_t n);
+/* Bytes of im's mapped blocks referenced by im alone, and shared with
+ * another referrer (refcounts peeked: display only). im->lock held. */
+int snap_du(struct lunfs_vol *v, struct inode_mem *im, uint64_t *excl, uint64_t *shared);
 
 /* ---- file (regular file data) ----------------------------------------- */
 ssize_t file_read(struct lunfs_vol *v, struct inode_mem *im, void *buf, size_t len, uint64_t off);

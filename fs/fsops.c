@@ -88,24 +88,15 @@
 /* Marks a file that several hosts may open for write at once. */
 #define FSOP_MULTIWRITER_XATTR "user.lunfs.multiwriter"
 
-struct lunfs_fh {
-	struct inode_mem *im;
-	int flags;
-	bool locked;                  /* holds an open of the inode lock (cluster.c) */
-	bool write;                   /* ... for write */
-	bool multiwriter;             /* the file is multi-writer: no page cache */
-	struct lunfs_fh *prev, *next; /* vol.fh_list, under vol.fh_lock */
-};
-
 /* ---- helpers -------------------------------------------------------------- */
 
-static int fsop_rw(const struct lunfs_vol *v)
+int fsop_rw(const struct lunfs_vol *v)
 {
 	return v->opts.read_only ? -EROFS : 0;
 }
 
 /* A path component from the kernel: non-empty, no '/', at most 255 bytes. */
-static int fsop_name(const char *name, size_t *len)
+int fsop_name(const char *name, size_t *len)
 {
 	size_t n;
 
@@ -204,24 +195,9 @@ static void lockset_unlock(struct fsop_lockset *ls)
  * and every use, adds it and starts again (cached locks make that cheap),
  * and the lookups are redone, so a name that changed meanwhile is seen.
  */
-#define FSOP_CL_MAX 6
-#define FSOP_CL_TRIES 8
-
-struct fsop_cl_e {
-	uint64_t ino;
-	bool excl, dir;
-	bool taken;                  /* cluster_use succeeded */
-	bool stale;                  /* ... and said our copy is stale */
-};
-
-struct fsop_cl {
-	struct fsop_cl_e e[FSOP_CL_MAX];
-	unsigned n;
-};
-
 /* Add ino (or strengthen it to excl). 1 = the set changed (the caller
  * must drop and take again), 0 = covered already, -EAGAIN = full. */
-static int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir)
+int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir)
 {
 	for (unsigned i = 0; i < cl->n; i++) {
 		if (cl->e[i].ino == ino) {
@@ -244,7 +220,7 @@ static int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir)
 	return 1;
 }
 
-static void fscl_drop(struct lunfs_vol *v, struct fsop_cl *cl)
+void fscl_drop(struct lunfs_vol *v, struct fsop_cl *cl)
 {
 	for (unsigned i = cl->n; i > 0; i--) {
 		if (cl->e[i - 1].taken) {
@@ -343,7 +319,7 @@ static bool fscl_any_stale(const struct fsop_cl *cl)
 /* Take the set, then refresh what is stale under meta_lock; with
  * keep_meta meta_lock stays held on success. On error meta_lock is not
  * held and the set is dropped. */
-static int fscl_enter(struct lunfs_vol *v, struct fsop_cl *cl, bool keep_meta)
+int fscl_enter(struct lunfs_vol *v, struct fsop_cl *cl, bool keep_meta)
 {
 	int err = fscl_take(v, cl);
 
@@ -379,7 +355,7 @@ static int fscl_one(struct lunfs_vol *v, struct fsop_cl *cl, uint64_t ino, bool 
  * the lock: a file open for write there keeps it for as long as its VM
  * runs, and stat must not wait for that; the disk then lags that host's
  * last commit). with_meta: the caller holds meta_lock. */
-static void fsop_attr_fresh(struct lunfs_vol *v, struct inode_mem *im, bool with_meta,
+void fsop_attr_fresh(struct lunfs_vol *v, struct inode_mem *im, bool with_meta,
 			    struct lunfs_attr *out)
 {
 	if (!cluster_holds(v, im->ino)) {
@@ -397,7 +373,7 @@ static void fsop_attr_fresh(struct lunfs_vol *v, struct inode_mem *im, bool with
 }
 
 /* Look a name up in dim (meta_lock held). */
-static int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
+int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
 			 uint64_t *ino, uint8_t *type)
 {
 	int err;
@@ -414,13 +390,13 @@ static void fsop_stamp_dir(struct inode_mem *dim, int64_t now)
 	dim->di.ctime_ns = (uint64_t)now;
 }
 
-static int fsop_start(struct lunfs_vol *v, unsigned credits, struct jnl_handle **h)
+int fsop_start(struct lunfs_vol *v, unsigned credits, struct jnl_handle **h)
 {
 	return jnl_start(v->jnl, credits < CR_MAX ? credits : CR_MAX, h);
 }
 
 /* Stop the handle, keeping the first error. */
-static int fsop_stop(struct jnl_handle *h, int err)
+int fsop_stop(struct jnl_handle *h, int err)
 {
 	int e = jnl_stop(h, false);
 
@@ -620,6 +596,14 @@ int fsop_setattr(struct lunfs_vol *v, uint64_t ino, const struct lunfs_setattr *
 	if (im->di.mode == 0) {
 		err = -ENOENT; /* removed by another host */
 		goto out_put;
+	}
+	if (sa->valid & LUNFS_SET_SIZE) {
+		pthread_rwlock_rdlock(&im->lock);
+		err = fsop_snap_write_check(v, im);
+		pthread_rwlock_unlock(&im->lock);
+		if (err < 0) {
+			goto out_put;
+		}
 	}
 	/* The size first (its own transactions), then the attributes in one
 	 * more: a crash between leaves the new size with the old times, which
@@ -954,7 +938,7 @@ out_unlock:
 
 /* Take one link from victim (locked, under a handle); a directory loses
  * both its links. At zero it goes on the orphan table: see the top. */
-static int fsop_drop_link(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *victim,
+int fsop_drop_link(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *victim,
 			  int64_t now)
 {
 	int err;
@@ -1605,7 +1589,13 @@ int fsop_open(struct lunfs_vol *v, uint64_t ino, int flags, struct lunfs_fh **fh
 
 		pthread_rwlock_rdlock(&im->lock);
 		mw = xattr_get(v, im, FSOP_MULTIWRITER_XATTR, NULL, 0);
+		/* Snapshots are read-only; an image cut half-way through a
+		 * revert is not used. */
+		err = acc != O_RDONLY ? fsop_snap_write_check(v, im) : 0;
 		pthread_rwlock_unlock(&im->lock);
+		if (err < 0) {
+			goto out_put;
+		}
 		multiwriter = mw >= 0;
 		err = fsop_open_lock(v, im, acc != O_RDONLY, multiwriter, false);
 		if (err < 0) {
@@ -1791,7 +1781,12 @@ int fsop_fallocate(struct lunfs_vol *v, uint64_t ino, int mode, uint64_t off, ui
 	} else if (!S_ISREG(im->di.mode)) {
 		err = -ENODEV;
 	} else {
-		err = file_fallocate(v, im, mode, off, len);
+		pthread_rwlock_rdlock(&im->lock);
+		err = fsop_snap_write_check(v, im);
+		pthread_rwlock_unlock(&im->lock);
+		if (err == 0) {
+			err = file_fallocate(v, im, mode, off, len);
+		}
 	}
 	inode_put(v, im);
 	return err;

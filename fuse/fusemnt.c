@@ -804,6 +804,7 @@ static int fm_main(struct fusemnt *m)
 	if (ret == 0) {
 		fuseops_ctx_init(&m->ctx, m->vol, m->o.read_only, m->o.max_read);
 		m->ctx_ready = true;
+		m->ctx.se = m->se;
 	}
 	if (ret == 0 && fuse_set_signal_handlers(m->se) != 0) {
 		fm_log(m, LOG_ERR, "cannot install signal handlers");

@@ -65,6 +65,8 @@
  */
 #include "fuseops.h"
 
+#include "lunfs/ioctl.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -647,6 +649,281 @@ static void op_write(fuse_req_t req, fuse_ino_t node, const char *buf, size_t si
 	fuse_reply_write(req, (size_t)n);
 }
 
+/* copy_file_range: blocks are shared (fsop_copy_range). The reply's count
+ * is 32 bits wide, so one call does at most FUSEOPS_COPY_MAX bytes (the
+ * kernel's caller loops). When no block can be shared (the offsets differ
+ * within a block), EOPNOTSUPP makes the kernel copy the bytes itself. */
+#define FUSEOPS_COPY_MAX (1ull << 30)
+
+static void op_copy_file_range(fuse_req_t req, fuse_ino_t node_in, off_t off_in,
+			       struct fuse_file_info *fi_in, fuse_ino_t node_out, off_t off_out,
+			       struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	struct fuseops_ctx *c = ctx_of(req);
+	struct lunfs_fh *fin, *fout;
+	uint64_t n = len;
+	ssize_t r;
+
+	(void)node_in;
+	(void)node_out;
+	if (flags != 0 || off_in < 0 || off_out < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (n > FUSEOPS_COPY_MAX) {
+		n = FUSEOPS_COPY_MAX - FUSEOPS_COPY_MAX % c->blksize;
+	}
+	fin = fh_of(c, fi_in);
+	fout = fh_of(c, fi_out);
+	r = fin != NULL && fout != NULL ? fsop_copy_range(c->vol, fin, (uint64_t)off_in, fout, (uint64_t)off_out, n)
+					: -EIO; /* a handle of an abandoned mount */
+	if (r < 0) {
+		reply_status(req, r);
+		return;
+	}
+	fuse_reply_write(req, (size_t)r);
+}
+
+/* ---- ioctls: what the lunfs command asks (include/lunfs/ioctl.h) ---------- */
+
+/* May the caller of req do `want` (a mask of 4 read, 2 write, 1 search)
+ * on a file with attributes a? The kernel checks permissions of the
+ * ordinary operations (default_permissions); an ioctl's meaning is ours,
+ * so we check it: root, else the owner, group or other bits. */
+static bool ioc_may(fuse_req_t req, const struct lunfs_attr *a, uint32_t want)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	gid_t groups[64];
+	uint32_t bits;
+	int ng;
+
+	if (fc->uid == 0) {
+		return true;
+	}
+	if (fc->uid == a->uid) {
+		bits = (a->mode >> 6) & 7;
+		return (bits & want) == want;
+	}
+	bits = a->mode & 7;
+	if (fc->gid == a->gid) {
+		bits = (a->mode >> 3) & 7;
+	} else {
+		ng = fuse_req_getgroups(req, (int)(sizeof(groups) / sizeof(groups[0])), groups);
+		for (int i = 0; i < ng && i < (int)(sizeof(groups) / sizeof(groups[0])); i++) {
+			if (groups[i] == a->gid) {
+				bits = (a->mode >> 3) & 7;
+				break;
+			}
+		}
+	}
+	return (bits & want) == want;
+}
+
+/* Snapshots are the image owner's (or root's) business, like chattr. */
+static bool ioc_owner(fuse_req_t req, const struct lunfs_attr *a)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+
+	return fc->uid == 0 || fc->uid == a->uid;
+}
+
+/* A NUL-terminated name field. */
+static int ioc_name(const char *field)
+{
+	return memchr(field, '\0', LUNFS_IOC_NAME_MAX) != NULL ? 0 : -ENAMETOOLONG;
+}
+
+static int ioc_snap(fuse_req_t req, struct fuseops_ctx *c, uint64_t ino, unsigned int cmd,
+		    struct lunfs_fh *fh, struct lunfs_ioc_snap *s)
+{
+	struct lunfs_attr a;
+	int err = ioc_name(s->name);
+
+	if (err == 0) {
+		err = fsop_getattr(c->vol, ino, &a);
+	}
+	if (err == 0 && !ioc_owner(req, &a)) {
+		err = -EPERM;
+	}
+	if (err < 0) {
+		return err;
+	}
+	if (cmd == LUNFS_IOC_SNAP_CREATE) {
+		struct lunfs_space sp;
+
+		err = fsop_snapshot_create(c->vol, ino, s->name, &a);
+		if (err == 0) {
+			s->ino = a.ino;
+			err = fsop_space(c->vol, a.ino, &sp);
+			s->id = sp.snap_id;
+		}
+		return err;
+	}
+	if (cmd == LUNFS_IOC_SNAP_REVERT) {
+		err = fsop_snapshot_revert(c->vol, ino, s->name, fh);
+		if (err == 0 && c->se != NULL) {
+			/* New contents under the kernel's cached pages and
+			 * attributes. Not under a lock of the kernel's: an
+			 * ioctl holds none. */
+			(void)fuse_lowlevel_notify_inval_inode(c->se, node_of(c, ino), 0, 0);
+		}
+		return err;
+	}
+	{
+		uint64_t dir = 0, snap = 0;
+
+		err = fsop_snapshot_delete(c->vol, ino, s->name, &dir, &snap);
+		if (err == 0 && c->se != NULL) {
+			/* The kernel may still know the snapshot (someone read
+			 * it by path): until it forgets it, it stays allocated.
+			 * Tell it the name is gone, so it lets go now. */
+			(void)fuse_lowlevel_notify_delete(c->se, node_of(c, dir), node_of(c, snap), s->name,
+							  strlen(s->name));
+		}
+		return err;
+	}
+}
+
+static int ioc_clone(fuse_req_t req, struct fuseops_ctx *c, uint64_t ino, struct lunfs_ioc_clone *cl)
+{
+	const struct fuse_ctx *fc = fuse_req_ctx(req);
+	struct lunfs_cred cr = { .uid = fc->uid, .gid = fc->gid, .umask = fc->umask };
+	struct lunfs_attr src, dir, out;
+	int err = ioc_name(cl->name);
+
+	if (err == 0) {
+		err = fsop_getattr(c->vol, ino, &src);
+	}
+	if (err == 0) {
+		err = fsop_getattr(c->vol, cl->dir == FUSE_ROOT_ID ? c->root_ino : cl->dir, &dir);
+	}
+	if (err < 0) {
+		return err;
+	}
+	if (!ioc_may(req, &src, 4) || !ioc_may(req, &dir, 3)) {
+		return -EACCES;
+	}
+	err = fsop_clone(c->vol, &cr, ino, dir.ino, cl->name, &out);
+	if (err == 0) {
+		cl->ino = out.ino;
+	}
+	return err;
+}
+
+static int ioc_info(struct fuseops_ctx *c, uint64_t ino, bool is_dir, struct lunfs_ioc_info *in)
+{
+	struct lunfs_space sp;
+	uint64_t dir = 0;
+	int err = ioc_name(in->name);
+
+	if (err == 0 && in->name[0] != '\0') {
+		struct lunfs_attr a;
+
+		/* An entry of the directory: no open, so no lock of the file
+		 * is asked for (a VM image open on another host is measured
+		 * all the same). */
+		err = is_dir ? fsop_lookup(c->vol, ino, in->name, &a) : -ENOTDIR;
+		if (err == 0) {
+			fsop_forget(c->vol, a.ino, 1);
+			ino = a.ino;
+		}
+	}
+	if (err == 0) {
+		err = fsop_space(c->vol, ino, &sp);
+	}
+	if (err < 0) {
+		return err;
+	}
+	memset(in, 0, sizeof(*in));
+	in->ino = ino;
+	in->size = sp.size;
+	in->alloc_bytes = sp.alloc_bytes;
+	in->excl_bytes = sp.excl_bytes;
+	in->shared_bytes = sp.shared_bytes;
+	in->flags = sp.flags;
+	in->snap_parent = sp.snap_parent;
+	in->snap_id = sp.snap_id;
+	if (fsop_snapshot_dir(c->vol, ino, in->snap_path, sizeof(in->snap_path), &dir) == 0) {
+		in->snap_dir = dir;
+	} else {
+		in->snap_path[0] = '\0'; /* not a regular file: no snapshots */
+	}
+	return 0;
+}
+
+static void op_ioctl(fuse_req_t req, fuse_ino_t node, unsigned int cmd, void *arg,
+		     struct fuse_file_info *fi, unsigned flags, const void *in_buf, size_t in_bufsz,
+		     size_t out_bufsz)
+{
+	struct fuseops_ctx *c = ctx_of(req);
+	uint64_t ino = ino_of(c, node);
+	int err;
+
+	(void)arg;
+	(void)out_bufsz;
+	if (flags & FUSE_IOCTL_COMPAT) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	switch (cmd) {
+	case LUNFS_IOC_SNAP_CREATE:
+	case LUNFS_IOC_SNAP_REVERT:
+	case LUNFS_IOC_SNAP_DELETE: {
+		struct lunfs_ioc_snap s;
+
+		if (in_bufsz < sizeof(s) || (flags & FUSE_IOCTL_DIR)) {
+			fuse_reply_err(req, (flags & FUSE_IOCTL_DIR) ? EISDIR : EINVAL);
+			return;
+		}
+		memcpy(&s, in_buf, sizeof(s));
+		err = fi_stale(c, fi) ? -EIO : ioc_snap(req, c, ino, cmd, fh_of(c, fi), &s);
+		if (err < 0) {
+			reply_status(req, err);
+		} else if (cmd == LUNFS_IOC_SNAP_CREATE) {
+			fuse_reply_ioctl(req, 0, &s, sizeof(s));
+		} else {
+			fuse_reply_ioctl(req, 0, NULL, 0);
+		}
+		return;
+	}
+	case LUNFS_IOC_CLONE: {
+		struct lunfs_ioc_clone cl;
+
+		if (in_bufsz < sizeof(cl)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&cl, in_buf, sizeof(cl));
+		err = ioc_clone(req, c, ino, &cl);
+		if (err < 0) {
+			reply_status(req, err);
+		} else {
+			fuse_reply_ioctl(req, 0, &cl, sizeof(cl));
+		}
+		return;
+	}
+	case LUNFS_IOC_INFO: {
+		struct lunfs_ioc_info in;
+
+		if (in_bufsz < sizeof(in)) {
+			fuse_reply_err(req, EINVAL);
+			return;
+		}
+		memcpy(&in, in_buf, sizeof(in));
+		err = ioc_info(c, ino, (flags & FUSE_IOCTL_DIR) != 0, &in);
+		if (err < 0) {
+			reply_status(req, err);
+		} else {
+			fuse_reply_ioctl(req, 0, &in, sizeof(in));
+		}
+		return;
+	}
+	default:
+		fuse_reply_err(req, ENOTTY);
+		return;
+	}
+}
+
 static void op_flush(fuse_req_t req, fuse_ino_t node, struct fuse_file_info *fi)
 {
 	/* Nothing is cached above the core (no writeback cache), so close()
@@ -1030,6 +1307,10 @@ FUSEOPS_GATED(write, (fuse_req_t req, fuse_ino_t i, const char *b, size_t n, off
 FUSEOPS_GATED(fsync, (fuse_req_t req, fuse_ino_t i, int d, ffi *fi), (req, i, d, fi))
 FUSEOPS_GATED(fallocate, (fuse_req_t req, fuse_ino_t i, int m, off_t o, off_t l, ffi *fi), (req, i, m, o, l, fi))
 FUSEOPS_GATED(lseek, (fuse_req_t req, fuse_ino_t i, off_t o, int w, ffi *fi), (req, i, o, w, fi))
+FUSEOPS_GATED(copy_file_range, (fuse_req_t req, fuse_ino_t i, off_t o, ffi *fi, fuse_ino_t i2, off_t o2, ffi *fi2,
+				size_t n, int f), (req, i, o, fi, i2, o2, fi2, n, f))
+FUSEOPS_GATED(ioctl, (fuse_req_t req, fuse_ino_t i, unsigned int cmd, void *arg, ffi *fi, unsigned f,
+		      const void *in, size_t insz, size_t outsz), (req, i, cmd, arg, fi, f, in, insz, outsz))
 FUSEOPS_GATED(readdir, (fuse_req_t req, fuse_ino_t i, size_t n, off_t o, ffi *fi), (req, i, n, o, fi))
 FUSEOPS_GATED(readdirplus, (fuse_req_t req, fuse_ino_t i, size_t n, off_t o, ffi *fi), (req, i, n, o, fi))
 FUSEOPS_GATED(fsyncdir, (fuse_req_t req, fuse_ino_t i, int d, ffi *fi), (req, i, d, fi))
@@ -1111,6 +1392,8 @@ const struct fuse_lowlevel_ops fuseops_table = {
 	.release = gated_release,
 	.fsync = gated_fsync,
 	.fallocate = gated_fallocate,
+	.copy_file_range = gated_copy_file_range,
+	.ioctl = gated_ioctl,
 	.lseek = gated_lseek,
 	.opendir = op_opendir,
 	.readdir = gated_readdir,

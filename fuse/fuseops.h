@@ -42,6 +42,10 @@ struct fuseops_ctx {
 	uint32_t max_write;          /* asked of the kernel at init */
 	uint32_t max_read;           /* must equal the max_read mount option */
 	bool read_only;
+	/* The session, for telling the kernel what an ioctl changed behind
+	 * its back (a snapshot deleted, an image reverted); NULL = no
+	 * notifications (set by the session runner after fuseops_ctx_init). */
+	struct fuse_session *se;
 };
 
 extern const struct fuse_lowlevel_ops fuseops_table;

@@ -7,8 +7,10 @@
 # hosts, runs a VM image on kvm1, shows that kvm2 cannot open it while it
 # runs, migrates it to kvm2 (close, then open: no copy), crashes kvm2
 # (kill -9) while the VM runs there, waits for the survivors to recover
-# kvm2, restarts the VM on kvm3 with its data intact, and checks the volume
-# with fsck. `lunfs hosts` and `lunfs locks` are shown along the way.
+# kvm2, restarts the VM on kvm3 with its data intact, snapshots the running
+# VM's image there, writes on, reverts it (showing `lunfs du`), and checks
+# the volume with fsck. `lunfs hosts` and `lunfs locks` are shown along the
+# way.
 #
 # The "VM" is qemu-io holding the qcow2 image open read-write and writing
 # guest data on command (a raw image held by a shell and written with dd
@@ -323,11 +325,30 @@ vm_write 0x11 30M 1M
 step lunfs locks vol.img
 step lunfs hosts vol.img
 
-section "9. Shut down and check" \
+section "9. Snapshot the running VM, write on, revert" \
+	"kvm3 runs the VM, so kvm3 may snapshot its image: instant, blocks shared copy-on-write." \
+	"The guest writes on; then the VM is stopped and its disk reverted to the snapshot."
+step lunfs snapshot create "farm/kvm3/$disk" before-update
+nw=${#writes[@]}
+vm_write 0x99 40M 8M
+step lunfs du "farm/kvm3/$disk"
+step lunfs snapshot list "farm/kvm3/$disk"
+vm_stop
+step lunfs snapshot revert "farm/kvm3/$disk" before-update
+writes=("${writes[@]:0:nw}")   # the guest's later write is gone
+verify kvm3
+if [[ $vm_mode == qcow2 ]]; then
+	step qemu-io -f qcow2 -c 'read -P 0 40M 8M' "farm/kvm3/$disk"
+fi
+step lunfs du "farm/kvm3/$disk"
+vm_start kvm3
+
+section "10. Shut down and check" \
 	"The survivors unmount cleanly; fsck (read-only) checks the whole volume."
 vm_stop
 step farm.sh stop farm
 step fsck.lunfs -n vol.img
 echo
 echo "demo: 3 hosts shared one volume; a VM image moved from kvm1 to kvm2 without a copy;"
-echo "demo: kvm2 crashed, the survivors recovered it, and the VM went on on kvm3 with its data."
+echo "demo: kvm2 crashed, the survivors recovered it, and the VM went on on kvm3 with its data;"
+echo "demo: a snapshot of the running VM's disk was taken, written past, and reverted to."

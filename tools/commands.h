@@ -42,6 +42,10 @@ int cmd_inspect(const struct tool_cmd *cmd, int argc, char **argv);
 int cmd_mount(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/mount.c */
 int cmd_hosts(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/hosts.c */
 int cmd_locks(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/locks.c */
+int cmd_snapshot(const struct tool_cmd *cmd, int argc, char **argv); /* tools/snapshot.c */
+int cmd_clone(const struct tool_cmd *cmd, int argc, char **argv);   /* tools/clone.c */
+int cmd_du(const struct tool_cmd *cmd, int argc, char **argv);      /* tools/du.c */
+int cmd_df(const struct tool_cmd *cmd, int argc, char **argv);      /* tools/df.c */
 
 /* --- tools/common.c -------------------------------------------------------- */
 

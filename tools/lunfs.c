@@ -134,6 +134,93 @@ static const struct tool_cmd commands[] = {
 			"Exit status: 0 shown, 1 the volume could not be read, 2 usage error.\n",
 		.run = cmd_locks,
 	},
+	{
+		.name = "snapshot",
+		.summary = "take, list, revert to and delete snapshots of a VM image",
+		.synopsis = "create|list|revert|delete [--json] IMAGE [NAME]",
+		.help =
+			"  create IMAGE NAME   take snapshot NAME of IMAGE: a read-only copy of it\n"
+			"                      as it is now, instant whatever its size (blocks are\n"
+			"                      shared, copy-on-write). Every write acknowledged\n"
+			"                      before is in it. Works on the host that has IMAGE\n"
+			"                      open for write (the one running the VM), or anywhere\n"
+			"                      when no host has it open for write\n"
+			"  list IMAGE          its snapshots: id, name, when taken, size, the bytes\n"
+			"                      each owns alone (what deleting it frees) and shares\n"
+			"  revert IMAGE NAME   IMAGE becomes what snapshot NAME holds (size too);\n"
+			"                      refused while IMAGE is open (stop the VM first)\n"
+			"  delete IMAGE NAME   delete snapshot NAME, freeing what nothing else uses\n"
+			"\n"
+			"IMAGE is a regular file on a mounted lunfs volume. Its snapshots are\n"
+			"read-only files in MOUNT/.lunfs-snapshots/<inode>-<generation>/NAME\n"
+			"(`list` prints the directory): read them, copy them, give them to QEMU\n"
+			"as read-only disks. Deleting such a file deletes the snapshot. A\n"
+			"snapshot outlives its image: deleting the image keeps its snapshots.\n"
+			"Needs root or the owner of IMAGE.\n"
+			"\n"
+			"Options:\n"
+			"  --json      one JSON object on stdout, for scripts\n"
+			"  -h, --help  this text\n"
+			"\n"
+			"Exit status: 0 done, 1 refused or failed (EBUSY names the host that has\n"
+			"IMAGE open), 2 usage error.\n",
+		.run = cmd_snapshot,
+	},
+	{
+		.name = "clone",
+		.summary = "an instant writable copy of a file (blocks shared)",
+		.synopsis = "[--json] SRC DST",
+		.help =
+			"Make DST, a new file on the same mounted volume, a copy of SRC. The\n"
+			"copy shares SRC's blocks copy-on-write, so it is instant whatever the\n"
+			"size and takes no space until either side is written. DST must not\n"
+			"exist; it gets SRC's permission bits (less the umask) and is yours.\n"
+			"A crash leaves DST whole or absent. Refused (EBUSY, naming the host)\n"
+			"while SRC is open for write on another host. `cp --reflink=auto` on\n"
+			"the mount shares blocks too (copy_file_range), range by range.\n"
+			"\n"
+			"Options:\n"
+			"  --json      one JSON object on stdout, for scripts\n"
+			"  -h, --help  this text\n"
+			"\n"
+			"Exit status: 0 done, 1 failed, 2 usage error.\n",
+		.run = cmd_clone,
+	},
+	{
+		.name = "du",
+		.summary = "per file: space it owns alone and space it shares",
+		.synopsis = "[--json] PATH...",
+		.help =
+			"For each file (directories are walked), on a mounted volume:\n"
+			"  OWNS    blocks no other file references: deleting the file frees them\n"
+			"  SHARES  blocks shared with clones and snapshots\n"
+			"  SIZE    the file's size (sparse files own less)\n"
+			"Files are not opened, so images open on other hosts are measured too\n"
+			"(from what those hosts have written home). Snapshots are under\n"
+			"MOUNT/.lunfs-snapshots, which a walk skips unless it is named.\n"
+			"\n"
+			"Options:\n"
+			"  --json      one JSON object on stdout, for scripts\n"
+			"  -h, --help  this text\n"
+			"\n"
+			"Exit status: 0 shown, 1 some path could not be measured, 2 usage error.\n",
+		.run = cmd_du,
+	},
+	{
+		.name = "df",
+		.summary = "size, used and free space of mounted volumes",
+		.synopsis = "[--json] PATH...",
+		.help =
+			"Size, used and free file-block space of the mounted volume each PATH\n"
+			"lies on. Blocks shared by clones and snapshots count once.\n"
+			"\n"
+			"Options:\n"
+			"  --json      one JSON object on stdout, for scripts\n"
+			"  -h, --help  this text\n"
+			"\n"
+			"Exit status: 0 shown, 1 a PATH is not on a lunfs mount, 2 usage error.\n",
+		.run = cmd_df,
+	},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

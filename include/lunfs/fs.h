@@ -212,4 +212,84 @@ int fsop_removexattr(struct lunfs_vol *v, uint64_t ino, const char *name);
 /* Commit the journal and flush the device (syncfs). */
 int fsop_syncfs(struct lunfs_vol *v);
 
+/*
+ * Clones, snapshots and shared blocks (fs/fsops_snap.c; docs/USER_GUIDE.md
+ * "Snapshots and clones", docs/DESIGN.md "Snapshots and clones").
+ *
+ * Blocks are shared copy-on-write: a clone or a snapshot copies map nodes
+ * and takes one more reference on every block, whatever the file's size;
+ * the first write to a shared block copies it. Each operation is atomic
+ * for the user: a crash leaves it done or not done (revert: see there).
+ *
+ * The snapshots of an image (a regular file) live in the hidden directory
+ * "/" LUNFS_SNAP_ROOT "/<ino>-<generation>" of the image, created at its
+ * first snapshot, one read-only file per snapshot under the name the user
+ * gave it. A snapshot file has inode flag SNAPSHOT, snap_parent = the
+ * image, snap_id = its number; it cannot be opened for write, truncated or
+ * written; unlinking it (or fsop_snapshot_delete) deletes the snapshot.
+ */
+#define LUNFS_SNAP_ROOT ".lunfs-snapshots"
+
+/* An instant writable copy of regular file src, as new file `name` in
+ * directory dir: mode = src's permission bits less the umask, owner = cr.
+ * -EBUSY when another host has src open for write. */
+int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, uint64_t dir,
+	       const char *name, struct lunfs_attr *out);
+/* copy_file_range: make [off_out, off_out + len) of out's file read as
+ * [off_in, off_in + len) of in's (len clipped at in's size), sharing every
+ * block the two ranges cover whole at the same position within a block and
+ * copying the bytes of partial blocks. Returns the bytes done. -EOPNOTSUPP
+ * (nothing done) when no block can be shared: the offsets differ modulo
+ * the block size, or another host has in's file open (its map cannot be
+ * flagged); the caller then copies bytes (the kernel does, for FUSE). */
+ssize_t fsop_copy_range(struct lunfs_vol *v, struct lunfs_fh *in, uint64_t off_in, struct lunfs_fh *out,
+			uint64_t off_out, uint64_t len);
+
+/* Snapshot `name` of image: every write acknowledged before the call is
+ * in it (a host with the image open for write may take it; any other
+ * host gets -EBUSY, naming the holder in the log). -EEXIST if the name is
+ * taken, -EINVAL if image is not a regular file or is a snapshot itself.
+ * Durable when it returns. out: the snapshot file's attributes. */
+int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, struct lunfs_attr *out);
+
+struct lunfs_snap_info {
+	uint64_t ino;                   /* the snapshot file */
+	uint64_t id;                    /* snap_id: 1, 2, ... within the image */
+	uint64_t size;
+	int64_t btime_ns;               /* when it was taken */
+	uint64_t excl_bytes;            /* blocks only it references: what deleting it frees */
+	uint64_t shared_bytes;          /* blocks it shares with the image or other snapshots */
+};
+/* fn per snapshot of image, in directory order; nonzero from fn stops. */
+typedef int (*lunfs_snap_fn)(void *arg, const char *name, const struct lunfs_snap_info *si);
+int fsop_snapshot_list(struct lunfs_vol *v, uint64_t image, lunfs_snap_fn fn, void *arg);
+/* Make image read exactly as snapshot `name` (size included). Refused
+ * (-EBUSY) while the image is open for write anywhere, or open here other
+ * than through `self` (the handle the request came on; may be NULL). In
+ * one transaction when the maps are small; otherwise in steps, with a
+ * marker that refuses write opens of the image (EIO) until a revert
+ * finishes, so an image cut by a crash half-way is never used: run the
+ * revert again. */
+int fsop_snapshot_revert(struct lunfs_vol *v, uint64_t image, const char *name,
+			 const struct lunfs_fh *self);
+/* Delete snapshot `name` of image: frees exactly the blocks nothing else
+ * references (once nothing uses the file: the kernel may still know it,
+ * so a front end tells it, with *dir and *snap, when not NULL: the
+ * snapshot directory and the snapshot that went). */
+int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name, uint64_t *dir,
+			 uint64_t *snap);
+/* Where image's snapshots live: the path from the volume's root (always
+ * set) and the directory's ino (0 while the image has none). */
+int fsop_snapshot_dir(struct lunfs_vol *v, uint64_t image, char *path, size_t len, uint64_t *dir);
+
+/* Space and snapshot state of one inode (lunfs du, lunfs snapshot list). */
+struct lunfs_space {
+	uint64_t size, alloc_bytes;     /* alloc_bytes: every mapped block, shared ones included */
+	uint64_t excl_bytes;            /* mapped blocks nothing else references */
+	uint64_t shared_bytes;          /* mapped blocks with other referrers */
+	uint32_t flags;                 /* LUNFS_INODE_* (lunfs/inode.h) */
+	uint64_t snap_parent, snap_id, snap_dir;
+};
+int fsop_space(struct lunfs_vol *v, uint64_t ino, struct lunfs_space *out);
+
 #endif

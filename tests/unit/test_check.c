@@ -632,6 +632,153 @@ END_TEST
 START_TEST(test_journal) { corrupt_and_repair("journal", CHECK_PB_JOURNAL, true); }
 END_TEST
 
+/* ---- shared blocks: refcounts of clones and snapshots ------------------------ */
+
+/* Mount dev, run fn, unmount. */
+static void with_mount(struct lunfs_dev *dev, void (*fn)(struct lunfs_vol *, void *), void *arg)
+{
+	struct lunfs_mount_opts mo;
+	struct lunfs_vol *v = NULL;
+
+	memset(&mo, 0, sizeof(mo));
+	mo.host_name = "shared";
+	mo.no_hb_thread = true;
+	ck_assert_int_eq(vol_mount(dev, &mo, &v), 0);
+	fn(v, arg);
+	ck_assert_int_eq(vol_unmount(v), 0);
+}
+
+struct shared_ctx {
+	struct tree t;
+	uint64_t clone, snap;
+	uint8_t *want;          /* /d/f's 3 MiB */
+};
+
+static void shared_read(struct lunfs_vol *v, uint64_t ino, uint8_t *buf, size_t len)
+{
+	struct lunfs_fh *fh = NULL;
+
+	ck_assert_int_eq(fsop_open(v, ino, O_RDONLY, &fh), 0);
+	ck_assert_int_eq(fsop_read(v, fh, buf, len, 0), (ssize_t)len);
+	ck_assert_int_eq(fsop_release(v, fh), 0);
+}
+
+static void shared_make(struct lunfs_vol *v, void *arg)
+{
+	struct shared_ctx *s = arg;
+	struct lunfs_cred cr = { 0, 0, 022 };
+	struct lunfs_attr a;
+
+	ck_assert_int_eq(fsop_clone(v, &cr, s->t.f, s->t.d, "f-clone", &a), 0);
+	s->clone = a.ino;
+	ck_assert_int_eq(fsop_snapshot_create(v, s->t.f, "s", &a), 0);
+	s->snap = a.ino;
+}
+
+/* After the repair: all three read /d/f's bytes, and a write to the clone
+ * copies the block (the others keep theirs). */
+static void shared_verify(struct lunfs_vol *v, void *arg)
+{
+	struct shared_ctx *s = arg;
+	uint8_t *got = malloc(3 * MiB), x[4096];
+	struct lunfs_fh *fh = NULL;
+	uint64_t inos[3] = { s->t.f, s->clone, s->snap };
+
+	ck_assert_ptr_nonnull(got);
+	for (unsigned i = 0; i < 3; i++) {
+		shared_read(v, inos[i], got, 3 * MiB);
+		ck_assert_mem_eq(got, s->want, 3 * MiB);
+	}
+	memset(x, 0x11, sizeof(x));
+	ck_assert_int_eq(fsop_open(v, s->clone, O_RDWR, &fh), 0);
+	ck_assert_int_eq(fsop_write(v, fh, x, sizeof(x), 0), (ssize_t)sizeof(x));
+	ck_assert_int_eq(fsop_release(v, fh), 0);
+	shared_read(v, s->t.f, got, 3 * MiB);
+	ck_assert_mem_eq(got, s->want, 3 * MiB);
+	shared_read(v, s->snap, got, 3 * MiB);
+	ck_assert_mem_eq(got, s->want, 3 * MiB);
+	free(got);
+}
+
+/* A volume where /d/f, a clone of it and a snapshot of it share every
+ * block (3 references each, extra = 2); then one corruption:
+ *   low   a counter says fewer references than there are (a later delete
+ *         would free a block others still use)
+ *   high  more than there are (a leak once the others go)
+ *   flag  one entry of a shared block lacks SHARED (a write would go in
+ *         place, under the others' feet)
+ * A read-only run finds it, a repair fixes it, a second run is clean, and
+ * the files are right, copy-on-write included. */
+static void shared_corrupt_and_repair(const char *what, enum check_pb pb)
+{
+	struct shared_ctx s;
+	struct lunfs_dev *dev;
+	struct check_result r;
+	struct lunfs_inode di;
+	struct tctx x;
+	uint64_t fb;
+
+	memset(&s, 0, sizeof(s));
+	dev = fresh_volume(&s.t);
+	s.want = malloc(3 * MiB);
+	ck_assert_ptr_nonnull(s.want);
+	memset(s.want, 0xab, 3 * MiB); /* populate's bytes */
+	with_mount(dev, shared_make, &s);
+	ck_assert_int_eq(run(dev, false, &r), 0);
+	ck_assert_msg(total_found(&r) == 0, "shared blocks: not clean before the corruption");
+	tctx_open(&x, dev);
+	x.t = s.t;
+	ino_get(&x, s.t.f, &di);
+	fb = map_lookup(&x, &di, 1);
+	if (strcmp(what, "flag") == 0) {
+		struct lunfs_map_leaf lf;
+		unsigned idx;
+		uint64_t a;
+
+		ino_get(&x, s.clone, &di);
+		a = map_leaf_of(&x, &di, 1, &idx);
+		blk_get(&x, a);
+		ck_assert_int_eq(map_leaf_decode(&x.c, x.blk, a, &lf), 0);
+		ck_assert_uint_eq(lf.e[idx].addr, fb);
+		ck_assert_uint_ne(lf.e[idx].flags & LUNFS_MAPE_SHARED, 0);
+		lf.e[idx].flags &= ~LUNFS_MAPE_SHARED;
+		map_leaf_encode(&x.c, &lf, a, x.blk);
+		blk_put(&x, a);
+	} else {
+		struct lunfs_cluster_hdr h = cluster_of(&x, fb);
+		struct lunfs_refcount rc;
+		uint64_t u = (fb - h.cluster_start) / h.unit_size;
+		uint64_t ra = h.cluster_start + (1u + h.bitmap_blocks + u / LUNFS_REFCOUNTS_PER_BLOCK) * 4096ull;
+
+		blk_get(&x, ra);
+		ck_assert_int_eq(refcount_decode(&x.c, x.blk, ra, &rc), 0);
+		ck_assert_uint_eq(rc.extra[u - rc.first_unit], 2);
+		rc.extra[u - rc.first_unit] = strcmp(what, "low") == 0 ? 0 : 7;
+		refcount_encode(&x.c, &rc, ra, x.blk);
+		blk_put(&x, ra);
+	}
+	tctx_close(&x);
+	ck_assert_int_eq(run(dev, false, &r), 0);
+	ck_assert_msg(r.found[pb] >= 1, "%s: class %s not found", what, check_pb_name(pb));
+	ck_assert_msg(total_found(&r) == r.found[pb], "%s: other problems reported too", what);
+	ck_assert_int_eq(run(dev, true, &r), 0);
+	ck_assert_msg(r.fixed[pb] >= 1, "%s: not repaired", what);
+	ck_assert_int_eq(run(dev, false, &r), 0);
+	ck_assert_msg(total_found(&r) == 0, "%s: not clean after the repair", what);
+	with_mount(dev, shared_verify, &s);
+	ck_assert_int_eq(run(dev, false, &r), 0);
+	ck_assert_msg(total_found(&r) == 0, "%s: not clean after the writes", what);
+	free(s.want);
+	dev_close(dev);
+}
+
+START_TEST(test_shared_refcount_low) { shared_corrupt_and_repair("low", CHECK_PB_REFCOUNT); }
+END_TEST
+START_TEST(test_shared_refcount_high) { shared_corrupt_and_repair("high", CHECK_PB_REFCOUNT); }
+END_TEST
+START_TEST(test_shared_flag) { shared_corrupt_and_repair("flag", CHECK_PB_MULTIREF); }
+END_TEST
+
 /* Random byte damage in metadata: never a crash, and what a repair run
  * calls done, a second run finds clean. Fixed seeds. */
 START_TEST(test_hostile)
@@ -736,6 +883,9 @@ int main(int argc, char **argv)
 	tcase_add_test(tc, test_dir_leaf);
 	tcase_add_test(tc, test_superblock);
 	tcase_add_test(tc, test_journal);
+	tcase_add_test(tc, test_shared_refcount_low);
+	tcase_add_test(tc, test_shared_refcount_high);
+	tcase_add_test(tc, test_shared_flag);
 	tcase_add_test(tc, test_hostile);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
