@@ -81,6 +81,13 @@
  * or until our next CAW of the instance moves past it), and returns -EIO;
  * except that a replace write that already landed is reported as done.
  *
+ * Owed releases. A round whose release was held back by a failed lease
+ * check stays ours, and the others wait for it, until we are judged dead.
+ * If we are not (the lease lapsed but the next renewal came in time), the
+ * release is owed: it is written by our next CAW of that instance, or by
+ * dev_paxos_release_owed, which lockd calls after every good renewal, so
+ * the others never wait longer than one heartbeat interval for it.
+ *
  * Not guarded: a host that passed a lease check and then froze past the
  *   dead timeout before the write it checked for was submitted or landed
  *   (DESIGN 5.5 (4)); the windows are a few instructions long.
@@ -119,6 +126,12 @@ enum px_result {
 struct paxos_inst {
 	pthread_mutex_t mu;
 	uint64_t rng;               /* mu: backoff jitter */
+	/* mu: a round of ours whose release a failed lease check held back
+	 * (see "Owed releases" at the top): our block as it must be written,
+	 * released_round set, and the target the leader names. */
+	bool owed;
+	struct lunfs_paxos owed_mine;
+	uint64_t owed_target;
 };
 
 struct dev_paxos {
@@ -133,6 +146,7 @@ struct dev_paxos {
 	struct paxos_inst *inst;    /* paxos_instances */
 	char name[64];
 	_Atomic uint64_t n_caws, n_ballots, n_aborts, n_adopted, n_waits, n_timeouts;
+	_Atomic unsigned n_owed;    /* instances with `owed` set */
 };
 
 /* One CAW's working state. */
@@ -428,6 +442,46 @@ static void px_trace(struct px_call *x, enum paxos_event ev, uint64_t round)
 	}
 }
 
+/* Remember the release we could not write (x->mine holds released_round). */
+static void px_owe_release_locked(struct px_call *x)
+{
+	if (!x->in->owed) {
+		atomic_fetch_add(&x->p->n_owed, 1);
+	}
+	x->in->owed = true;
+	x->in->owed_mine = x->mine;
+	x->in->owed_target = x->off;
+}
+
+/* Write an owed release of instance x->k, if the lease allows (in->mu
+ * held, x->own and x->lead allocated, x->k and x->base set). */
+static int px_pay_release_locked(struct px_call *x)
+{
+	struct paxos_inst *in = x->in;
+	struct lunfs_paxos *m = &in->owed_mine;
+	struct lunfs_io ios[2];
+	int err;
+
+	if (!in->owed) {
+		return 0;
+	}
+	x->mine = *m;
+	x->off = in->owed_target;
+	px_own_encode(x);
+	px_leader_encode(x, m->released_round, (uint16_t)(x->p->me.slot + 1), x->p->me.gen, true,
+			 in->owed_target);
+	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->lead, .len = x->p->rs,
+				    .off = x->base + (uint64_t)x->p->hosts * x->p->rs };
+	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->own, .len = x->p->rs,
+				    .off = x->base + (uint64_t)x->p->me.slot * x->p->rs };
+	err = px_write_checked(x, ios, 2);
+	if (err == 0) {
+		in->owed = false;
+		atomic_fetch_sub(&x->p->n_owed, 1);
+	}
+	return err;
+}
+
 /* Round T is ours: the guarded read-compare-write, then the release. */
 static int px_owned(struct px_call *x, uint64_t T, const void *expect, const void *replace, void *current)
 {
@@ -474,6 +528,9 @@ release:
 	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->own, .len = p->rs,
 				    .off = x->base + (uint64_t)p->me.slot * p->rs };
 	rerr = px_write_checked(x, ios, 2);
+	if (rerr < 0 && x->lease_lost) {
+		px_owe_release_locked(x);
+	}
 	/* A failed or refused release leaves the leader naming us,
 	 * unreleased: our next CAW on this instance sees a stale ownership of
 	 * ours and moves on; the others wait until then or until we are dead.
@@ -564,6 +621,15 @@ static int px_caw(struct lunfs_dev *dev, uint64_t off, const void *expect, const
 		goto out_free;
 	}
 	pthread_mutex_lock(&x.in->mu);
+	if (x.in->owed) {
+		/* Before anything else under this instance: the round we
+		 * still own must be let go (or we are out of the protocol). */
+		ret = px_pay_release_locked(&x);
+		x.off = off;
+		if (ret < 0) {
+			goto out;
+		}
+	}
 	start = px_now_ns();
 	deadline = start + p->wait_ns;
 	hard = start + PX_HARD_WAITS * p->wait_ns;
@@ -730,4 +796,37 @@ void dev_paxos_stats(struct lunfs_dev *dev, struct paxos_stats *out)
 	out->adopted = atomic_load(&p->n_adopted);
 	out->waits = atomic_load(&p->n_waits);
 	out->timeouts = atomic_load(&p->n_timeouts);
+}
+
+int dev_paxos_release_owed(struct lunfs_dev *dev)
+{
+	struct dev_paxos *p = px_from_dev(dev);
+	struct px_call x = { .p = p };
+	int ret = 0;
+
+	if (atomic_load(&p->n_owed) == 0) {
+		return 0;
+	}
+	x.own = dev_buf_alloc(p->rs);
+	x.lead = dev_buf_alloc(p->rs);
+	if (x.own == NULL || x.lead == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t k = 0; k < p->sb.paxos_instances && ret == 0; k++) {
+		x.k = k;
+		x.in = &p->inst[k];
+		x.base = layout_paxos_addr(&p->sb, k, 0);
+		x.lease_lost = false;
+		/* A CAW running on the instance pays it itself. */
+		if (pthread_mutex_trylock(&x.in->mu) != 0) {
+			continue;
+		}
+		ret = px_pay_release_locked(&x);
+		pthread_mutex_unlock(&x.in->mu);
+	}
+out:
+	dev_buf_free(x.lead);
+	dev_buf_free(x.own);
+	return ret;
 }

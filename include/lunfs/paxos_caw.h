@@ -52,6 +52,12 @@ struct paxos_host {
 int dev_paxos_open(struct lunfs_dev *lower, const struct lunfs_super *sb, const struct lunfs_codec *c,
 		   const struct paxos_host *me, struct lunfs_dev **out);
 
+/* Write the releases that failed lease checks held back (rounds of ours
+ * whose CAW ended with the lease lapsed, while we were not judged dead).
+ * Call after a good lease renewal; cheap when nothing is owed. 0, or the
+ * first error (-EIO: the lease lapsed again). */
+int dev_paxos_release_owed(struct lunfs_dev *dev);
+
 /* Counters since open (tests and benchmarks). */
 struct paxos_stats {
 	uint64_t caws;      /* dev_caw calls */

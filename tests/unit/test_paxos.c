@@ -747,6 +747,65 @@ START_TEST(test_freeze_before_release)
 }
 END_TEST
 
+/* The lease lapses right after A's replace write (a disk stall, say), so
+ * its release is refused, but A is not judged dead: its next renewal comes
+ * in time. The round stays A's, and B can only wait (and time out). Once
+ * A's lease is good again, the owed release is written
+ * (dev_paxos_release_owed, which lockd calls after every good renewal),
+ * and B goes on without A ever being judged dead. (Before, B waited until
+ * A's next CAW of that instance, for ever if none came.) */
+struct lapse {
+	struct thost *h;
+	uint64_t off;
+	bool fired;
+};
+
+static void lapse_hook(void *arg, const struct lunfs_io *ios, unsigned n)
+{
+	struct lapse *l = arg;
+
+	if (!l->fired && n == 1 && ios[0].op == LUNFS_IO_WRITE && ios[0].off == l->off) {
+		l->fired = true;
+		atomic_store(&l->h->lease_bad, true);
+	}
+}
+
+START_TEST(test_owed_release)
+{
+	struct world w;
+	struct thost a, b;
+	struct lapse l;
+	uint64_t off;
+
+	world_init(&w, 8, 4);
+	host_open(&w, &a, 1, 100ull * 1000000ull);
+	host_open(&w, &b, 2, 100ull * 1000000ull);
+	off = tp_sector(&w, 6);
+	l = (struct lapse){ .h = &a, .off = off };
+	a.share->after = lapse_hook;
+	a.share->after_arg = &l;
+	/* The replace landed: the CAW happened, its release did not. */
+	ck_assert_int_eq(tp_increment(&a, off), 0);
+	ck_assert(l.fired);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 1);
+	ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
+	/* Still lapsed: nothing is written. */
+	ck_assert_int_eq(dev_paxos_release_owed(a.pdev), -EIO);
+	ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
+	/* A renewed: it pays, and B takes the next round. */
+	atomic_store(&a.lease_bad, false);
+	ck_assert_int_eq(dev_paxos_release_owed(a.pdev), 0);
+	ck_assert_int_eq(dev_paxos_release_owed(a.pdev), 0);   /* nothing owed any more */
+	ck_assert_int_eq(tp_increment(&b, off), 0);
+	ck_assert_int_eq(tp_increment(&a, off), 0);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 3);
+	host_close(&b);
+	host_close(&a);
+	world_check_log(&w);
+	world_fini(&w);
+}
+END_TEST
+
 /* ---- join: the delta lease ------------------------------------------------ */
 
 /* An injected clock that is the real one, counting its sleeps. */
@@ -1154,6 +1213,7 @@ static Suite *paxos_suite(void)
 	tcase_add_test(tc, test_corrupt_records);
 	tcase_add_test(tc, test_freeze_before_ballot);
 	tcase_add_test(tc, test_freeze_before_release);
+	tcase_add_test(tc, test_owed_release);
 	tcase_add_test(tc, test_join_race);
 	tcase_add_test(tc, test_renew_after_expiry);
 	tcase_add_test(tc, test_renew_freeze_before_write);
