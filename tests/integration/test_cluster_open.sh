@@ -5,7 +5,8 @@
 # itself works; read-only opens share, and exclude writers; a cold
 # migration (h1 writes an image and closes it, h2 opens it for write and
 # reads exactly those bytes, h1 then sees h2's changes); and the same with
-# qemu-io when QEMU is installed. Everything is torn down by the cleanup,
+# qemu-io when QEMU is installed, plus linked clones: a base image open
+# read-only on two hosts at once while each writes its own overlay. Everything is torn down by the cleanup,
 # also when a check fails.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/mount_lib.sh"
@@ -104,6 +105,41 @@ if command -v qemu-io >/dev/null && command -v qemu-img >/dev/null; then
 	check "after h1's qemu-io quits, qemu-io on h2 reads its data" \
 		bash -c 'timeout 30 qemu-io -f qcow2 -c "read -P 0xab 0 1M" "$1" 2>&1 | grep -q "read 1048576"' _ "$F/h2/vm.qcow2"
 	check "qemu-img check on h3 is clean" timeout 30 qemu-img check -q "$F/h3/vm.qcow2"
+
+	# Linked clones: one base image, opened read-only by two hosts at
+	# once, each writing its own overlay (qemu-img create -b).
+	qemu-img create -q -f qcow2 "$F/h1/base.qcow2" 64M
+	timeout 30 qemu-io -f qcow2 -c "write -P 0x5a 0 4M" "$F/h1/base.qcow2" >/dev/null
+	base_sum="$(sum_of "$F/h1/base.qcow2")"
+	check "overlay vm1 on h1 over base.qcow2" qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$F/h1/vm1.qcow2"
+	check "overlay vm2 on h2 over base.qcow2" qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 "$F/h2/vm2.qcow2"
+	# Both guests run at the same time: each writes its overlay, sleeps
+	# with base and overlay open, then reads its own data over the base.
+	guest() {
+		timeout 60 qemu-io -f qcow2 -c "write -P $2 1M 1M" -c "sleep 1500" -c "read -P 0x5a 0 1M" \
+			-c "read -P $2 1M 1M" -c "read -P 0x5a 2M 2M" "$1" >"$3" 2>&1
+	}
+	guest "$F/h1/vm1.qcow2" 0x11 "$T/vm1.out" &
+	g1=$!
+	guest "$F/h2/vm2.qcow2" 0x22 "$T/vm2.out" &
+	g2=$!
+	sleep 0.7
+	ino_base="$(stat -c %i "$F/h3/base.qcow2")"
+	holders="$(cl lock "$img" "$ino_base")"
+	echo "# base.qcow2 while both guests run: $holders"
+	rc1=0; rc2=0
+	wait "$g1" || rc1=$?
+	wait "$g2" || rc2=$?
+	sed 's/^/# vm1 on h1: /' "$T/vm1.out" | grep -v "ops;" | head -n 4
+	check "the guest on h1 ran with base.qcow2 open read-only on both hosts" test "$rc1" -eq 0 -a "$(grep -c '^read ' "$T/vm1.out")" -eq 3
+	check "the guest on h2 ran with base.qcow2 open read-only on both hosts" test "$rc2" -eq 0 -a "$(grep -c '^read ' "$T/vm2.out")" -eq 3
+	check "both hosts held base.qcow2 shared at once" bash -c '[[ $1 == shared* && $1 == *h1* && $1 == *h2* ]]' _ "$holders"
+	check "the base is unchanged" same "$(sum_of "$F/h3/base.qcow2")" "$base_sum"
+	check "h3 reads vm1's guest data over the base" \
+		bash -c 'timeout 30 qemu-io -r -f qcow2 -c "read -P 0x11 1M 1M" -c "read -P 0x5a 0 1M" "$1" 2>&1 | grep -c "^read " | grep -qx 2' _ "$F/h3/vm1.qcow2"
+	check "h3 reads vm2's guest data over the base" \
+		bash -c 'timeout 30 qemu-io -r -f qcow2 -c "read -P 0x22 1M 1M" -c "read -P 0x5a 0 1M" "$1" 2>&1 | grep -c "^read " | grep -qx 2' _ "$F/h3/vm2.qcow2"
+	check "qemu-img check of both overlays" bash -c 'qemu-img check -q "$1" && qemu-img check -q "$2"' _ "$F/h3/vm1.qcow2" "$F/h3/vm2.qcow2"
 else
 	echo "# SKIP the QEMU part: no qemu-io/qemu-img"
 fi
