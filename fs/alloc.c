@@ -319,18 +319,37 @@ struct alloc_cursor {
 	bool mask_busy;          /* searching: busy units count as allocated */
 };
 
-/* Forget busy ranges whose freeing transaction has committed. */
+/* Forget busy ranges whose freeing transaction has committed; with the
+ * discard mount option, tell the device they are unused first. Only now:
+ * the commit is durable (its flush has returned), so no crash can bring
+ * the freed blocks back into a file whose data a discard would have
+ * destroyed. A block reallocated later shows nothing of what a discard
+ * left there: its unwritten chunks read as zeros (the map's written
+ * bits). A discard that fails (not supported, or refused by the write
+ * gate) costs nothing but the space hint. */
 static void alloc_busy_prune(struct alloc *a)
 {
 	uint64_t running = jnl_running_seq(a->v->jnl);
+	uint64_t unit = a->geo[LUNFS_CLUSTER_FILE].unit_size;
 	size_t k = 0;
 
 	for (size_t i = 0; i < a->nbusy; i++) {
-		if (a->busy[i].seq >= running) {
-			a->busy[k++] = a->busy[i];
+		const struct alloc_busy *r = &a->busy[i];
+
+		if (r->seq >= running) {
+			a->busy[k++] = *r;
+		} else if (a->v->opts.discard && unit != 0) {
+			(void)dev_discard(a->v->dev, alloc_cl_start(a, r->ci) + r->u * unit, r->n * unit);
 		}
 	}
 	a->nbusy = k;
+}
+
+void alloc_busy_release(struct alloc *a)
+{
+	pthread_mutex_lock(&a->mu);
+	alloc_busy_prune(a);
+	pthread_mutex_unlock(&a->mu);
 }
 
 static int alloc_busy_add(struct alloc *a, uint64_t ci, uint64_t u, uint64_t n)
@@ -1408,6 +1427,9 @@ void alloc_close(struct alloc *a)
 		return;
 	}
 	pthread_mutex_lock(&a->mu);
+	/* The journal is closed (committed): the last discards go first,
+	 * while the clusters are still ours. */
+	alloc_busy_prune(a);
 	for (uint64_t i = 0; i < a->ncl; i++) {
 		alloc_cluster_release(a, i);
 	}

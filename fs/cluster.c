@@ -734,6 +734,12 @@ static void cluster_idle_sweep(void *arg)
 	bool more = false;
 	int err;
 
+	/* Committed frees: reusable, and discarded with -o discard. Never
+	 * worth a wait for meta_lock (the next tick or allocation does it). */
+	if (pthread_mutex_trylock(&v->meta_lock) == 0) {
+		alloc_busy_release(v->alloc);
+		pthread_mutex_unlock(&v->meta_lock);
+	}
 	pthread_mutex_lock(&c->ilk_mu);
 	if (!c->closed_pending) {
 		pthread_mutex_unlock(&c->ilk_mu);

@@ -153,6 +153,10 @@ int alloc_free(struct alloc *a, struct jnl_handle *h, uint8_t type, uint64_t add
  * written into them). True when some are waiting: an allocation that found
  * no space may then succeed after jnl_sync. */
 bool alloc_busy_pending(struct alloc *a);
+/* Forget the busy ranges whose freeing transaction has committed, passing
+ * them down as discards with the discard mount option (called every
+ * monitor scan, and by every allocation search). Caller holds meta_lock. */
+void alloc_busy_release(struct alloc *a);
 /* File-block reference counts (snapshots, clones). extra = references - 1.
  * alloc_ref_add: -EMLINK when extra would pass 65535 (saturated: the
  * caller copies the block instead), -EUCLEAN below 0 or on a free block. */

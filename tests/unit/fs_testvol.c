@@ -72,6 +72,7 @@ int fs_testvol_create(const struct fs_testvol_opts *o, struct fs_testvol *t)
 	} else {
 		t->dev = mem;
 	}
+	t->discard = o->discard;
 	ret = fs_testvol_mount(t);
 	if (ret != 0) {
 		dev_close(t->dev);
@@ -110,6 +111,7 @@ int fs_testvol_mount(struct fs_testvol *t)
 	mo.commit_interval_ms = 600000; /* commits come from syncs and full handles only */
 	mo.no_hb_thread = true;
 	mo.clock = &t->clock;
+	mo.discard = t->discard;
 	return vol_mount(t->dev, &mo, &t->v);
 }
 

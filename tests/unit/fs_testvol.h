@@ -28,6 +28,7 @@ struct fs_testvol_opts {
 	 * asks for PAXOS: one process on a memory device needs nothing more,
 	 * and Paxos costs every lock change a few more I/Os. */
 	enum lunfs_caw_backend caw;
+	bool discard;              /* mount with the discard option */
 };
 
 struct fs_testvol {
@@ -40,6 +41,7 @@ struct fs_testvol {
 	 * cost no real time. */
 	struct lockd_clock clock;
 	uint64_t clock_ns;
+	bool discard;              /* opts.discard: every mount uses it */
 };
 
 int fs_testvol_create(const struct fs_testvol_opts *o, struct fs_testvol *t);

@@ -711,6 +711,69 @@ START_TEST(test_file_fallocate_modes)
 }
 END_TEST
 
+/* -o discard: blocks freed by a punch (or a truncate) are passed down as
+ * discards once the freeing transaction has committed, never before (a
+ * crash could still bring them back into the file); without the option,
+ * never. */
+static uint64_t discards_seen(void)
+{
+	struct lunfs_fault_stats st;
+
+	dev_fault_stats(T.fault, &st);
+	return st.discards;
+}
+
+static void discard_run(bool discard)
+{
+	struct fs_testvol_opts o;
+	struct inode_mem *im;
+	uint8_t *buf = malloc(4 * MiB);
+	uint64_t bs, before;
+
+	memset(&o, 0, sizeof(o));
+	o.size = 256 * MiB;
+	o.file_block_size = 64 * KiB;
+	o.cluster_size = 4 * MiB;
+	o.fault = true;
+	o.discard = discard;
+	ck_assert_int_eq(fs_testvol_create(&o, &T), 0);
+	bs = T.v->sb.file_block_size;
+	ck_assert_ptr_nonnull(buf);
+	memset(buf, 0x5c, 4 * MiB);
+	ck_assert_int_eq(fs_testvol_inode_new(&T, S_IFREG | 0644, &im), 0);
+	ck_assert_int_eq(file_write(T.v, im, buf, 8 * bs, 0), (ssize_t)(8 * bs));
+	pthread_mutex_lock(&T.v->meta_lock);
+	ck_assert_int_eq(jnl_sync(T.v->jnl), 0);
+	pthread_mutex_unlock(&T.v->meta_lock);
+	before = discards_seen();
+	ck_assert_int_eq(file_fallocate(T.v, im, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 2 * bs, 3 * bs), 0);
+	/* Freed, not committed: nothing may be discarded yet. */
+	pthread_mutex_lock(&T.v->meta_lock);
+	alloc_busy_release(T.v->alloc);
+	ck_assert_uint_eq(discards_seen(), before);
+	ck_assert_int_eq(jnl_sync(T.v->jnl), 0);
+	alloc_busy_release(T.v->alloc);
+	pthread_mutex_unlock(&T.v->meta_lock);
+	if (discard) {
+		ck_assert_uint_gt(discards_seen(), before);
+	} else {
+		ck_assert_uint_eq(discards_seen(), before);
+	}
+	/* What was not punched reads back; the hole reads as zeros. */
+	ck_assert_int_eq(file_read(T.v, im, buf, 8 * bs, 0), (ssize_t)(8 * bs));
+	for (uint64_t i = 0; i < 8 * bs; i++) {
+		ck_assert_uint_eq(buf[i], i >= 2 * bs && i < 5 * bs ? 0 : 0x5c);
+	}
+	inode_put(T.v, im);
+	free(buf);
+}
+
+START_TEST(test_file_discard)
+{
+	discard_run(_i == 1);
+}
+END_TEST
+
 START_TEST(test_file_enospc)
 {
 	struct inode_mem *im, *im2;
@@ -1402,6 +1465,7 @@ static Suite *file_suite(void)
 	tcase_add_test(tc, test_file_unaligned);
 	tcase_add_test(tc, test_file_huge_offsets);
 	tcase_add_test(tc, test_file_fallocate_modes);
+	tcase_add_loop_test(tc, test_file_discard, 0, 2);
 	tcase_add_test(tc, test_file_enospc);
 	tcase_add_test(tc, test_file_parallel);
 	tcase_add_test(tc, test_file_reclaim);
