@@ -149,10 +149,26 @@ check "clone removed" rm "$M/sparse64-clone.img"
 # --- remount, fsck ------------------------------------------------------------------------
 check "unmount" mnt_down "$M"
 check "fsck clean (refcounts included)" "$B/fsck.lunfs" -n "$img"
-check "mount again" mnt_up "$img" "$M" -o host=snap1
+check "mount again, with discard" mnt_up "$img" "$M" -o host=snap1,discard
 check "the image after remount" test "$(md5 "$vm")" = "$sum1"
 check "its snapshot after remount" test "$(md5 "$snapdir/after")" = "$sum1"
 check "the clone after remount" test "$(md5 "$M/vm2.img")" != "$sum1"
+# -o discard: what a delete frees goes back to the image file's own file
+# system too (the device's discard is a hole punched in the image file).
+alloc_kib() { du -k "$img" | cut -f1; }
+dd if=/dev/urandom of="$M/scratch.img" bs=1M count=64 status=none && sync "$M/scratch.img"
+k_full=$(alloc_kib)
+rm "$M/scratch.img" && sync -f "$M"
+gave_back() {
+	local i
+	for ((i = 0; i < 50; i++)); do
+		(($(alloc_kib) <= k_full - 48 * 1024)) && return 0
+		sleep 0.1
+	done
+	return 1
+}
+check "a deleted 64 MiB file is discarded: the image file shrinks by it" gave_back
+echo "# image file allocation: $k_full KiB with the file, $(alloc_kib) KiB after rm (discard)"
 check "unmount again" mnt_down "$M"
 check "fsck still clean" "$B/fsck.lunfs" -n "$img"
 finish
