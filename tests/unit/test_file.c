@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -774,6 +775,36 @@ START_TEST(test_file_discard)
 }
 END_TEST
 
+/* Overwrites stamp mtime and ctime at a grain of a few milliseconds (not
+ * one journal handle per 4 KiB write): a write more than the grain after
+ * the last stamp always moves them, and they never go backwards. */
+START_TEST(test_file_mtime_grain)
+{
+	struct inode_mem *im;
+	uint8_t buf[4096];
+	uint64_t m1, m2, m3;
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = 20 * 1000000L };
+
+	vol_up(256 * MiB, 512, 64 * KiB);
+	memset(buf, 0x33, sizeof(buf));
+	ck_assert_int_eq(fs_testvol_inode_new(&T, S_IFREG | 0644, &im), 0);
+	ck_assert_int_eq(file_write(T.v, im, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	m1 = im->di.mtime_ns;
+	/* Overwrites in place (the fast path), in a burst: */
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(file_write(T.v, im, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	}
+	m2 = im->di.mtime_ns;
+	ck_assert_uint_ge(m2, m1);
+	nanosleep(&ts, NULL);
+	ck_assert_int_eq(file_write(T.v, im, buf, sizeof(buf), 0), (ssize_t)sizeof(buf));
+	m3 = im->di.mtime_ns;
+	ck_assert_uint_gt(m3, m2);
+	ck_assert_uint_eq(im->di.ctime_ns, m3);
+	inode_put(T.v, im);
+}
+END_TEST
+
 START_TEST(test_file_enospc)
 {
 	struct inode_mem *im, *im2;
@@ -1465,6 +1496,7 @@ static Suite *file_suite(void)
 	tcase_add_test(tc, test_file_unaligned);
 	tcase_add_test(tc, test_file_huge_offsets);
 	tcase_add_test(tc, test_file_fallocate_modes);
+	tcase_add_test(tc, test_file_mtime_grain);
 	tcase_add_loop_test(tc, test_file_discard, 0, 2);
 	tcase_add_test(tc, test_file_enospc);
 	tcase_add_test(tc, test_file_parallel);
