@@ -532,6 +532,10 @@ static int fm_open_volume(struct fusemnt *m)
 {
 	struct lunfs_dev_file_opts dopts = {
 		.caw = LUNFS_CAW_LOCAL, /* the device's own; vol_mount runs the volume's (mkfs --caw) */
+		/* An image file: pread/pwrite in the request's thread (io_uring
+		 * would pass each request to a worker). Block devices keep
+		 * the rings and their deadline. */
+		.sync_io = true,
 	};
 	struct lunfs_super sb;
 	int ret;

@@ -102,6 +102,12 @@ struct lunfs_dev_file_opts {
 	                        * is continued like a short one. 0 = 1 GiB.
 	                        * Small values exist for tests. */
 	enum lunfs_caw_backend caw;
+	/* Regular files only: serve every request with pread/pwrite in the
+	 * calling thread instead of io_uring, without the deadline (an image
+	 * file on a local file system, where io_uring would hand each
+	 * request to a worker thread; dev/dev_file.c says why). Ignored for
+	 * block devices. */
+	bool sync_io;
 };
 
 /* --- generic helpers (dev/dev.c) --------------------------------------- */

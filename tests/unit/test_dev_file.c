@@ -124,6 +124,15 @@ static int is_zero(const void *buf, size_t len)
 	return 1;
 }
 
+/* The tests marked "both" run twice: _i = 0 with the io_uring rings,
+ * _i = 1 with sync_io (pread/pwrite in the calling thread). */
+static const struct lunfs_dev_file_opts sync_io_opts = { .sync_io = true };
+
+static const struct lunfs_dev_file_opts *sync_opts(int i)
+{
+	return i == 1 ? &sync_io_opts : NULL;
+}
+
 START_TEST(test_file_read_after_write)
 {
 	char path[512];
@@ -133,7 +142,7 @@ START_TEST(test_file_read_after_write)
 
 	scratch_path(path, sizeof(path), "rw.img");
 	make_file(path, 16 * MiB);
-	ck_assert_int_eq(dev_file_open(path, NULL, &dev), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &dev), 0);
 	ck_assert_uint_eq(dev->size, 16 * MiB);
 	ck_assert(dev->sector_size == 512 || dev->sector_size == 4096);
 	ck_assert_str_eq(dev->name, path);
@@ -156,7 +165,7 @@ START_TEST(test_file_read_after_write)
 	dev_close(dev);
 
 	/* It reached the file, not a cache of ours: reopen and read. */
-	ck_assert_int_eq(dev_file_open(path, NULL, &dev), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &dev), 0);
 	memset(r, 0, 1 * MiB);
 	ck_assert_int_eq(dev_read(dev, r, 1 * MiB, 5 * MiB + 4096), 0);
 	ck_assert(pattern_check(r, 1 * MiB, 1));
@@ -276,11 +285,12 @@ START_TEST(test_file_batch)
 	struct lunfs_dev *dev;
 	struct lunfs_dev_file_opts o = { .queue_depth = 8 };
 
+	o.sync_io = _i == 1;
 	scratch_path(path, sizeof(path), "batch.img");
 	make_file(path, 32 * MiB);
 	/* Default depth, then a tiny ring: the batch is many times the
 	 * queue depth, so it has to be windowed. */
-	ck_assert_int_eq(dev_file_open(path, NULL, &dev), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &dev), 0);
 	batch_roundtrip(dev, 1000);
 	dev_close(dev);
 	ck_assert_int_eq(dev_file_open(path, &o, &dev), 0);
@@ -308,6 +318,7 @@ START_TEST(test_file_continuation)
 	struct lunfs_io ios[3];
 	unsigned i;
 
+	o.sync_io = _i == 1;
 	scratch_path(path, sizeof(path), "cont.img");
 	make_file(path, 16 * MiB);
 	ck_assert_int_eq(dev_file_open(path, &o, &dev), 0);
@@ -355,7 +366,7 @@ START_TEST(test_file_short_read_eof)
 
 	scratch_path(path, sizeof(path), "short.img");
 	make_file(path, 64 * KiB);
-	ck_assert_int_eq(dev_file_open(path, NULL, &dev), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &dev), 0);
 	ss = dev->sector_size;
 	pattern_fill(b, 64 * KiB, 4);
 	ck_assert_int_eq(dev_write(dev, b, 64 * KiB, 0), 0);
@@ -382,6 +393,7 @@ START_TEST(test_file_read_only)
 	struct lunfs_dev_file_opts o = { .read_only = true };
 	unsigned char *b = dev_buf_alloc(4096);
 
+	o.sync_io = _i == 1;
 	scratch_path(path, sizeof(path), "ro.img");
 	make_file(path, 1 * MiB);
 	ck_assert_int_eq(chmod(path, 0400), 0);
@@ -585,7 +597,7 @@ START_TEST(test_file_caw)
 
 	scratch_path(path, sizeof(path), "caw.img");
 	make_file(path, 1 * MiB);
-	ck_assert_int_eq(dev_file_open(path, NULL, &dev), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &dev), 0);
 	ss = dev->sector_size;
 	memset(replace, 0x42, sizeof(replace));
 	memset(other, 0x43, sizeof(other));
@@ -710,8 +722,8 @@ START_TEST(test_file_caw_two_opens)
 
 	scratch_path(path, sizeof(path), "caw2.img");
 	make_file(path, 1 * MiB);
-	ck_assert_int_eq(dev_file_open(path, NULL, &devs[0]), 0);
-	ck_assert_int_eq(dev_file_open(path, NULL, &devs[1]), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &devs[0]), 0);
+	ck_assert_int_eq(dev_file_open(path, sync_opts(_i), &devs[1]), 0);
 	ck_assert_int_eq(caw_counter_run(devs, 2, 8, 4096, 300), 0);
 	ck_assert_uint_eq(counter_read(devs[0], 4096), 8 * 300);
 	ck_assert_uint_eq(counter_read(devs[1], 4096), 8 * 300);
@@ -814,6 +826,7 @@ START_TEST(test_file_threads_rw)
 	pthread_t th[12];
 	unsigned i;
 
+	o.sync_io = _i == 1;
 	scratch_path(path, sizeof(path), "threads.img");
 	make_file(path, 12 * MiB);
 	/* More threads than rings: some wait on a ring's lock. */
@@ -936,24 +949,24 @@ static Suite *dev_file_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	tcase_add_unchecked_fixture(tc, scratch_setup, scratch_teardown);
-	tcase_add_test(tc, test_file_read_after_write);
+	tcase_add_loop_test(tc, test_file_read_after_write, 0, 2);
 	tcase_add_test(tc, test_file_size_detect);
 	tcase_add_test(tc, test_file_open_errors);
 	tcase_add_test(tc, test_file_request_checks);
-	tcase_add_test(tc, test_file_batch);
-	tcase_add_test(tc, test_file_continuation);
-	tcase_add_test(tc, test_file_short_read_eof);
-	tcase_add_test(tc, test_file_read_only);
+	tcase_add_loop_test(tc, test_file_batch, 0, 2);
+	tcase_add_loop_test(tc, test_file_continuation, 0, 2);
+	tcase_add_loop_test(tc, test_file_short_read_eof, 0, 2);
+	tcase_add_loop_test(tc, test_file_read_only, 0, 2);
 	tcase_add_test(tc, test_file_discard);
 	tcase_add_test(tc, test_file_zero_range);
 	tcase_add_test(tc, test_file_huge_sparse);
 	tcase_add_test(tc, test_file_deadline_normal_io);
 	tcase_add_test(tc, test_file_deadline_tiny);
-	tcase_add_test(tc, test_file_caw);
+	tcase_add_loop_test(tc, test_file_caw, 0, 2);
 	tcase_add_test(tc, test_file_caw_threads);
-	tcase_add_test(tc, test_file_caw_two_opens);
+	tcase_add_loop_test(tc, test_file_caw_two_opens, 0, 2);
 	tcase_add_test(tc, test_file_caw_processes);
-	tcase_add_test(tc, test_file_threads_rw);
+	tcase_add_loop_test(tc, test_file_threads_rw, 0, 2);
 	tcase_add_test(tc, test_file_loop_device);
 	suite_add_tcase(s, tc);
 	return s;
