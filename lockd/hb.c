@@ -53,9 +53,10 @@
  * The monitor (lockd/monitor.c) runs on its own thread next to the
  * heartbeat thread, started and stopped with it.
  *
- * Leave. Stop the threads, release every lock we hold, compare-and-write
- * the slot to FREE (generation kept, so the next claim moves past it),
- * flush.
+ * Leave. Stop the monitor, release every lock we hold, release the Paxos
+ * rounds we keep (dev_paxos_unstick), stop the heartbeat thread,
+ * compare-and-write the slot to FREE (generation kept, so the next claim
+ * moves past it), flush.
  *
  * Lock order: see lockd_int.h.
  */
@@ -360,6 +361,7 @@ static int hb_paxos_attach(struct lunfs_lockd *ld)
 		.lease_ok = hb_paxos_lease_ok,
 		.host_dead = hb_paxos_host_dead,
 		.arg = ld,
+		.sticky_idle_ns = ld->paxos_idle_ns,
 	};
 	int err;
 
@@ -489,6 +491,14 @@ static void *hb_thread_main(void *arg)
 
 static void hb_state_free(struct lunfs_lockd *ld)
 {
+	/* First: the Paxos device's idle thread calls hb_paxos_lease_ok
+	 * (hb_mu) until it is closed. Closing writes nothing: kept rounds
+	 * were released by lockd_leave (dev_paxos_unstick), or must not be
+	 * (abandon, fenced). */
+	if (ld->pdev != NULL) {
+		dev_close(ld->pdev);
+		ld->pdev = NULL;
+	}
 	lockd_grantlog_close(ld);
 	lockd_mon_fini(ld);
 	lockd_table_free(ld);
@@ -498,9 +508,6 @@ static void hb_state_free(struct lunfs_lockd *ld)
 	pthread_mutex_destroy(&ld->hb_mu);
 	pthread_mutex_destroy(&ld->beat_mu);
 	dev_buf_free(ld->last_image);
-	if (ld->pdev != NULL) {
-		dev_close(ld->pdev);
-	}
 	free(ld);
 }
 
@@ -517,6 +524,7 @@ static int hb_state_alloc(struct lunfs_dev *dev, const struct lunfs_super *sb,
 	}
 	ld->grantlog_fd = -1;
 	ld->stay_joining = o->stay_joining;
+	ld->paxos_idle_ns = o->paxos_sticky_idle_ns;
 	ld->dev = dev;
 	ld->lower = dev;
 	ld->caw = o->caw;
@@ -749,6 +757,15 @@ int lockd_leave(struct lunfs_lockd *ld)
 	 * cached locks (100k files created) takes longer than the fence time
 	 * to release them, and a lapsed lease refuses every release. */
 	ret = lockd_release_all(ld);
+	/* PAXOS: let go of every round we keep (lockd/paxos.c), while the
+	 * lease is renewed and the slot still ours: once it is FREE, another
+	 * host may claim it and write our host blocks. The FREE CAW below
+	 * then releases its round at once.
+	 * A release the lease refuses is only late: the others take the
+	 * round once they see the slot FREE or dead. */
+	if (ld->pdev != NULL) {
+		(void)dev_paxos_unstick(ld->pdev);
+	}
 	hb_thread_stop(ld);
 
 	rep = dev_buf_alloc(ss);

@@ -51,6 +51,7 @@ struct lunfs_lockd {
 	struct lunfs_hb_slot joined;   /* the image we claimed (lockd_self) */
 	int grantlog_fd;               /* the lock grant log (lockd/grantlog.c); -1 = none */
 	bool stay_joining;             /* lockd_opts.stay_joining */
+	uint64_t paxos_idle_ns;        /* lockd_opts.paxos_sticky_idle_ns */
 	bool joining;                  /* JOINING, not activated yet (hb_mu) */
 
 	/* beat_mu: serialises renewals (lockd_beat, lockd_leave). */

@@ -38,8 +38,9 @@
  *      abort likewise. Otherwise the value is chosen for round T.
  *      Aborts retry from step 1 after a random backoff.
  *   3. Chosen for us: write L = (T, us, owned) and read s in one batch,
- *      compare, write replace, then write L = (T, us, released) and our
- *      block's released_round = T together.
+ *      compare, write replace. The round is then kept (below); letting it
+ *      go writes L = (T, us, released) and our block's released_round = T
+ *      together (the release).
  *      Chosen for another host: write L = (T, owner, released as its block
  *      says) for it, and go back to step 1 (normally to wait for it).
  *
@@ -88,16 +89,95 @@
  * dev_paxos_release_owed, which lockd calls after every good renewal, so
  * the others never wait longer than one heartbeat interval for it.
  *
+ * Kept ("sticky") rounds, as a sanlock Paxos lease is held. A round of
+ * ours is not released right after its CAW. While we hold round T of
+ * instance k, unreleased, nobody ballots T + 1 (step 1: T is neither
+ * released nor is its owner dead), so a further CAW of ANY sector that k
+ * guards needs no ballot (the fast path):
+ *     read L and s in one batch; L must still be (T, us, owned), else MISS;
+ *     compare; write replace (lease-checked, as every write).
+ *   MISS: read the instance. L or any block of a round > T (or L of round
+ *   T naming anyone but us, owned): someone went past T, which happens
+ *   only once we were judged dead: drop the round, write nothing, -EIO.
+ *   Otherwise (L stale or corrupt: a hint, see above): release T, step 1.
+ * A kept round is released (the step-3 release writes):
+ *   - by the device's idle thread once unused for sticky_idle_ns (2 ms):
+ *     a host that finds it owned waits and polls (step 1) at most that
+ *     much longer than it waited before kept rounds;
+ *   - by our next CAW of k once it was decided PX_HOLD_NS ago; that CAW
+ *     then waits PX_YIELD_NS (more than the longest poll, PX_WAIT_MAX_US)
+ *     before its own ballot, so a host that CAWs k without pause cannot
+ *     starve the others (they see the release and ballot first);
+ *   - before any ballot of ours on k (the MISS path; an I/O error in the
+ *     fast path ends the round as one in px_owned does);
+ *   - by dev_paxos_unstick (lockd_leave, while the slot is still ours).
+ * It is dropped WITHOUT writing its release: when a lease check fails (the
+ * release is then owed, below), on a MISS that shows it was lost, and at
+ * close (lockd_abandon and a fenced lockd_leave write nothing; a clean
+ * leave has unstuck first).
+ *
+ * Kept state: struct paxos_inst, under its mu: held, round, mine (our block
+ * as written in round T, released_round not yet T), target (the latest
+ * CAW's sector, which the release's L names), since_ns (when T was decided
+ * for us), yield_ns. A release inside a CAW is lease-checked for that
+ * CAW's sector, as before; one by the idle thread or unstick for no sector
+ * (PAXOS_TARGET_NONE): the plain lease, never the longer window lockd
+ * gives renewals of our own slot (and the fence past it, which lockd
+ * decides under its renewal lock). last_ns and hint are
+ * atomics written under mu and read by the idle thread without it, only
+ * to choose what to trylock (the decision is re-made under mu). The idle
+ * thread sleeps on dev_paxos.st_cv (st_mu) while n_held == 0.
+ *
+ * Why the fast path is safe. Round T was decided for us by a ballot, as in
+ * the full path; the only question is whether T can have ended since. It
+ * ends by our release (we hold mu, the state is ours: we know) or by the
+ * others judging us dead and balloting T + 1. Every fast-path write is
+ * lease-checked immediately before its submit, and a write submitted
+ * within the lease lands before anyone can judge us dead (DESIGN 5.5 (3)),
+ * exactly as the full path's replace write. The cases:
+ *  - A host frozen while holding a kept round wakes with its lease gone
+ *    (CLOCK_BOOTTIME counted the freeze): every check fails, it writes
+ *    nothing, and the idle thread's release is refused too (owed: paid
+ *    only after a good renewal, which a host judged dead never makes).
+ *  - A host judged dead while holding one: the others ballot T + 1 after
+ *    host_dead; our lease check fails by then. Second line: the L read of
+ *    every fast CAW. Whoever owns a round > T wrote L for it before its
+ *    read-compare-write (step 3), so we MISS and write nothing. (A second
+ *    line only: a stale L written in between could hide it from one read.)
+ *  - A lapse followed by a good renewal: nobody judged us dead (the
+ *    renewal landed before anyone could; DESIGN 4.3), the round is still
+ *    ours, and nothing was written under it while the lease was bad.
+ *  - Our slot passing to a new generation: the kept state lives in the
+ *    dev_paxos of one incarnation; lockd opens one per join under (slot,
+ *    gen) and closes it on leave or abandon, writing nothing at close. A
+ *    new incarnation starts with nothing kept and treats our round as that
+ *    of a dead incarnation (host_dead(slot, old gen)): it ballots T + 1.
+ *  - Our own slot's sector may be guarded by a kept instance: a PAXOS
+ *    renewal with a valid lease is a plain write outside Paxos (unchanged);
+ *    one by CAW (lapsed lease) takes the fast path, its replace write
+ *    checked against the T - D window like the full path's. A recoverer's
+ *    CAW of our slot needs round T + 1, so a judgement of us first. The
+ *    delta-lease join writes before this device exists. Recovery CAWs of
+ *    other slots and lock records read s afresh and compare, as before.
+ *  - Fairness is liveness, not safety: the hold limit above.
+ * The trace reports OWNED when a round is decided for us and EXIT when it
+ * stops being kept, so the tests' ownership check ("no two hosts inside
+ * one instance") now covers every CAW of the round.
+ *
  * Not guarded: a host that passed a lease check and then froze past the
  *   dead timeout before the write it checked for was submitted or landed
  *   (DESIGN 5.5 (4)); the windows are a few instructions long.
  *
- * Uncontended cost: 9 I/Os in 7 round trips (read; write, read; write,
- * read; write leader + read s; write replace; write leader + own block),
- * and 6 lease checks.
+ * Uncontended cost: the first CAW of a round 8 I/Os in 6 round trips
+ * (read; write, read; write, read; write leader + read s; write replace)
+ * and 5 lease checks; each further CAW while the round is kept 3 I/Os in 2
+ * round trips (read leader + read s; write replace) and 2 lease checks;
+ * the release (2 writes, 1 round trip) later, on the idle thread.
  *
- * Lock order: paxos_inst.mu only; never held across a call into lockd
- * other than the callbacks, which take no lock that a CAW may wait for.
+ * Lock order: paxos_inst.mu < dev_paxos.st_mu (the idle thread only
+ * trylocks mu, and never holds st_mu meanwhile). mu is never held across
+ * a call into lockd other than the callbacks, which take no lock that a
+ * CAW may wait for.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -116,6 +196,12 @@
 /* Contended CAWs keep trying while rounds make progress, but never longer
  * than this many wait periods in all. */
 #define PX_HARD_WAITS 4u
+/* A kept round decided this long ago is released by our next CAW of the
+ * instance, which then waits PX_YIELD_NS before it ballots: more than a
+ * waiter's longest poll (PX_WAIT_MAX_US) plus a read, so that a waiter
+ * sees the release before we can take the instance again. */
+#define PX_HOLD_NS 100000000ull
+#define PX_YIELD_NS (2ull * PX_WAIT_MAX_US * 1000ull)
 
 enum px_result {
 	PX_DECIDED = 0,
@@ -132,6 +218,16 @@ struct paxos_inst {
 	bool owed;
 	struct lunfs_paxos owed_mine;
 	uint64_t owed_target;
+	/* mu: the kept round (see "Kept rounds" at the top). */
+	bool held;
+	uint64_t round;
+	struct lunfs_paxos mine;    /* our block as written in `round` */
+	uint64_t target;            /* sector of the latest CAW under it */
+	uint64_t since_ns;          /* when `round` was decided for us */
+	uint64_t yield_ns;          /* no ballot of ours before this */
+	/* Written under mu; the idle thread reads them without it. */
+	_Atomic uint64_t last_ns;   /* end of the latest CAW under the round */
+	atomic_bool hint;           /* == held */
 };
 
 struct dev_paxos {
@@ -145,8 +241,16 @@ struct dev_paxos {
 	uint64_t wait_ns;
 	struct paxos_inst *inst;    /* paxos_instances */
 	char name[64];
-	_Atomic uint64_t n_caws, n_ballots, n_aborts, n_adopted, n_waits, n_timeouts;
+	_Atomic uint64_t n_caws, n_ballots, n_aborts, n_adopted, n_waits, n_timeouts, n_fast, n_idle_rel;
 	_Atomic unsigned n_owed;    /* instances with `owed` set */
+	_Atomic unsigned n_held;    /* instances with `held` set */
+	uint64_t idle_ns;           /* a kept round unused this long is released */
+	atomic_bool unstuck;        /* dev_paxos_unstick: keep no round */
+	/* The idle thread: sleeps on st_cv while n_held == 0. */
+	pthread_t st_thread;
+	pthread_mutex_t st_mu;
+	pthread_cond_t st_cv;
+	bool st_stop;               /* st_mu */
 };
 
 /* One CAW's working state. */
@@ -482,7 +586,164 @@ static int px_pay_release_locked(struct px_call *x)
 	return err;
 }
 
-/* Round T is ours: the guarded read-compare-write, then the release. */
+/* Keep round T of x->in after its CAW (mu held): see "Kept rounds". */
+static void px_keep_locked(struct px_call *x, uint64_t T)
+{
+	struct dev_paxos *p = x->p;
+	struct paxos_inst *in = x->in;
+	uint64_t now = px_now_ns();
+
+	in->held = true;
+	in->round = T;
+	in->mine = x->mine;
+	in->target = x->off;
+	in->since_ns = now;
+	atomic_store(&in->last_ns, now);
+	atomic_store(&in->hint, true);
+	atomic_fetch_add(&p->n_held, 1);
+	pthread_mutex_lock(&p->st_mu);
+	pthread_cond_signal(&p->st_cv);
+	pthread_mutex_unlock(&p->st_mu);
+}
+
+/* The kept round of x->in ends here (mu held); nothing is written. */
+static void px_unkeep_locked(struct px_call *x)
+{
+	struct paxos_inst *in = x->in;
+
+	in->held = false;
+	atomic_store(&in->hint, false);
+	atomic_fetch_sub(&x->p->n_held, 1);
+	px_trace(x, PAXOS_EV_EXIT, in->round);
+}
+
+/* Let the kept round of x->in go: the step-3 release, lease-checked for
+ * x->off (inside a CAW its sector, as the release right after a CAW; on
+ * the idle thread and in unstick PAXOS_TARGET_NONE, the plain lease: the
+ * T - D window lockd allows for our own slot, and the fence it imposes
+ * past it, belong to renewals, which lockd serialises). A refusal leaves
+ * it owed. mu held; x->own, x->lead, x->k and x->base set. */
+static int px_release_kept_locked(struct px_call *x)
+{
+	struct dev_paxos *p = x->p;
+	struct paxos_inst *in = x->in;
+	struct lunfs_io ios[2];
+	uint64_t off = x->off;
+	int err;
+
+	if (!in->held) {
+		return 0;
+	}
+	px_unkeep_locked(x);
+	x->mine = in->mine;
+	x->mine.released_round = in->round;
+	px_own_encode(x);
+	px_leader_encode(x, in->round, (uint16_t)(p->me.slot + 1), p->me.gen, true, in->target);
+	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->lead, .len = p->rs,
+				    .off = x->base + (uint64_t)p->hosts * p->rs };
+	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->own, .len = p->rs,
+				    .off = x->base + (uint64_t)p->me.slot * p->rs };
+	err = px_write_checked(x, ios, 2);
+	if (err < 0 && x->lease_lost) {
+		x->off = in->target;    /* what the owed release's leader names */
+		px_owe_release_locked(x);
+		x->off = off;
+	}
+	return err;
+}
+
+/* The fast path: a CAW under the kept round of x->in (mu held). *miss:
+ * the leader no longer names our round (nothing done; px_miss_locked
+ * decides). Otherwise the CAW's result; an error ends the round as in
+ * px_owned (released, or owed when the lease refused it). */
+static int px_fast_locked(struct px_call *x, const void *expect, const void *replace, void *current, bool *miss)
+{
+	struct dev_paxos *p = x->p;
+	struct paxos_inst *in = x->in;
+	uint32_t ss = p->dev.sector_size;
+	uint64_t laddr = x->base + (uint64_t)p->hosts * p->rs;
+	struct lunfs_paxos_leader l;
+	struct lunfs_io ios[2];
+	int ret;
+
+	*miss = false;
+	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_READ, .buf = x->ibuf + (uint64_t)p->hosts * p->rs, .len = p->rs,
+				    .off = laddr };
+	ios[1] = (struct lunfs_io){ .op = LUNFS_IO_READ, .buf = x->tgt, .len = ss, .off = x->off };
+	x->reads++;     /* the host blocks in ibuf are not of this read */
+	ret = dev_submit(p->lower, ios, 2);
+	if (ret < 0) {
+		goto end;
+	}
+	if (px_leader_get(x, &l) != 0 || l.round != in->round || l.owner_slot != p->me.slot + 1u ||
+	    l.owner_gen != p->me.gen || l.released) {
+		*miss = true;
+		return 0;
+	}
+	atomic_fetch_add(&p->n_fast, 1);
+	in->target = x->off;
+	if (memcmp(x->tgt, expect, ss) != 0) {
+		if (current != NULL) {
+			memcpy(current, x->tgt, ss);
+		}
+		atomic_store(&in->last_ns, px_now_ns());
+		return -ECANCELED;
+	}
+	/* The one write that matters (DESIGN 5.5 (4)). */
+	memcpy(x->tgt, replace, ss);
+	ios[0] = (struct lunfs_io){ .op = LUNFS_IO_WRITE, .buf = x->tgt, .len = ss, .off = x->off };
+	ret = px_write_checked(x, ios, 1);
+	if (ret == 0) {
+		atomic_store(&in->last_ns, px_now_ns());
+		return 0;
+	}
+end:
+	/* Refused by the lease (-EIO, the release owed and never written
+	 * now) or an I/O error (released at once, as px_owned does). */
+	in->target = x->off;
+	(void)px_release_kept_locked(x);
+	return ret;
+}
+
+/* The leader did not name our kept round T: re-read the instance. Gone
+ * past T (only after a judgement of us): drop it writing nothing, -EIO.
+ * Else release it, 0: the caller goes on to step 1. */
+static int px_miss_locked(struct px_call *x)
+{
+	struct dev_paxos *p = x->p;
+	struct paxos_inst *in = x->in;
+	struct lunfs_paxos_leader l;
+	uint64_t T = in->round;
+	bool lost = false;
+	int ret;
+
+	ret = px_read_instance(x);
+	if (ret < 0) {
+		(void)px_release_kept_locked(x);
+		return ret;
+	}
+	if (px_leader_get(x, &l) == 0 && l.owner_slot != 0 &&
+	    (l.round > T || (l.round == T && (l.owner_slot != p->me.slot + 1u || l.owner_gen != p->me.gen ||
+					      l.released)))) {
+		lost = true;
+	}
+	for (uint32_t i = 0; i < p->hosts && !lost; i++) {
+		struct lunfs_paxos q;
+
+		if (px_block_get(x, i, &q) == 0 && q.inp_round > T) {
+			lost = true;
+		}
+	}
+	if (lost) {
+		px_unkeep_locked(x);
+		return -EIO;
+	}
+	ret = px_release_kept_locked(x);
+	return ret < 0 && x->lease_lost ? -EIO : ret;
+}
+
+/* Round T is ours: the guarded read-compare-write; then the round is kept
+ * (or, once unstuck or after a failure, released at once). */
 static int px_owned(struct px_call *x, uint64_t T, const void *expect, const void *replace, void *current)
 {
 	struct dev_paxos *p = x->p;
@@ -505,7 +766,7 @@ static int px_owned(struct px_call *x, uint64_t T, const void *expect, const voi
 			memcpy(current, x->tgt, ss);
 		}
 		ret = -ECANCELED;
-		goto release;
+		goto done;
 	}
 	/* The one write that matters (DESIGN 5.5 (4)). */
 	memcpy(x->tgt, replace, ss);
@@ -515,6 +776,11 @@ static int px_owned(struct px_call *x, uint64_t T, const void *expect, const voi
 		goto release;
 	}
 	wrote = true;
+done:
+	if (!atomic_load(&p->unstuck)) {
+		px_keep_locked(x, T);
+		return ret;
+	}
 release:
 	/* The replace write has completed (or failed) before anyone can see
 	 * the release: both release writes go out only now, and not at all
@@ -630,7 +896,38 @@ static int px_caw(struct lunfs_dev *dev, uint64_t off, const void *expect, const
 			goto out;
 		}
 	}
+	if (x.in->held) {
+		uint64_t now = px_now_ns();
+		bool over = now - x.in->since_ns >= PX_HOLD_NS;
+
+		if (!over && !atomic_load(&p->unstuck)) {
+			bool miss;
+
+			ret = px_fast_locked(&x, expect, replace, current, &miss);
+			if (!miss) {
+				goto out;
+			}
+			ret = px_miss_locked(&x);
+		} else {
+			/* Held long enough (let the waiters in first), or
+			 * unstuck: this CAW ballots afresh. */
+			ret = px_release_kept_locked(&x);
+			if (over) {
+				x.in->yield_ns = now + PX_YIELD_NS;
+			}
+		}
+		if (ret < 0) {
+			goto out;
+		}
+	}
 	start = px_now_ns();
+	if (x.in->yield_ns > start) {
+		uint64_t ns = x.in->yield_ns - start;
+		struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000ull), .tv_nsec = (long)(ns % 1000000000ull) };
+
+		nanosleep(&ts, NULL);
+		start = px_now_ns();
+	}
 	deadline = start + p->wait_ns;
 	hard = start + PX_HARD_WAITS * p->wait_ns;
 	for (;;) {
@@ -725,10 +1022,101 @@ static int px_discard(struct lunfs_dev *dev, uint64_t off, uint64_t len)
 	return dev_discard(px_from_dev(dev)->lower, off, len);
 }
 
+/* ---- the idle thread: releases kept rounds nobody used for idle_ns ------- */
+
+static uint64_t px_sat_add(uint64_t a, uint64_t b)
+{
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
+}
+
+/* Release every kept round idle for idle_ns. Returns when the next one may
+ * become idle (UINT64_MAX: none held, or idle_ns is infinite). */
+static uint64_t px_idle_sweep(struct dev_paxos *p, struct px_call *x)
+{
+	uint64_t now = px_now_ns(), next = UINT64_MAX;
+
+	for (uint32_t k = 0; k < p->sb.paxos_instances; k++) {
+		struct paxos_inst *in = &p->inst[k];
+		uint64_t due;
+
+		if (!atomic_load(&in->hint)) {
+			continue;
+		}
+		due = px_sat_add(atomic_load(&in->last_ns), p->idle_ns);
+		if (due <= now && pthread_mutex_trylock(&in->mu) == 0) {
+			/* Decide again under mu: a CAW may have used it. */
+			due = px_sat_add(atomic_load(&in->last_ns), p->idle_ns);
+			if (in->held && due <= now) {
+				x->k = k;
+				x->in = in;
+				x->base = layout_paxos_addr(&p->sb, k, 0);
+				x->off = PAXOS_TARGET_NONE;
+				x->lease_lost = false;
+				atomic_fetch_add(&p->n_idle_rel, 1);
+				(void)px_release_kept_locked(x);
+			}
+			pthread_mutex_unlock(&in->mu);
+			if (!atomic_load(&in->hint)) {
+				continue;
+			}
+		} else if (due <= now) {
+			/* A CAW runs on it: it will be used again, or released. */
+			due = px_sat_add(now, p->idle_ns);
+		}
+		next = due < next ? due : next;
+	}
+	return next;
+}
+
+static void *px_idle_main(void *arg)
+{
+	struct dev_paxos *p = arg;
+	struct px_call x = { .p = p };
+
+	x.own = dev_buf_alloc(p->rs);
+	x.lead = dev_buf_alloc(p->rs);
+	pthread_mutex_lock(&p->st_mu);
+	while (!p->st_stop) {
+		uint64_t next;
+		struct timespec ts;
+
+		if (atomic_load(&p->n_held) == 0 || x.own == NULL || x.lead == NULL) {
+			pthread_cond_wait(&p->st_cv, &p->st_mu);
+			continue;
+		}
+		pthread_mutex_unlock(&p->st_mu);
+		next = px_idle_sweep(p, &x);
+		pthread_mutex_lock(&p->st_mu);
+		if (p->st_stop) {
+			break;
+		}
+		if (next == UINT64_MAX) {
+			pthread_cond_wait(&p->st_cv, &p->st_mu);
+			continue;
+		}
+		ts.tv_sec = (time_t)(next / 1000000000ull);
+		ts.tv_nsec = (long)(next % 1000000000ull);
+		(void)pthread_cond_timedwait(&p->st_cv, &p->st_mu, &ts);
+	}
+	pthread_mutex_unlock(&p->st_mu);
+	dev_buf_free(x.lead);
+	dev_buf_free(x.own);
+	return NULL;
+}
+
+/* Close writes nothing: kept rounds are dropped unreleased (a clean leave
+ * has called dev_paxos_unstick before; abandon must not write). */
 static void px_close(struct lunfs_dev *dev)
 {
 	struct dev_paxos *p = px_from_dev(dev);
 
+	pthread_mutex_lock(&p->st_mu);
+	p->st_stop = true;
+	pthread_cond_broadcast(&p->st_cv);
+	pthread_mutex_unlock(&p->st_mu);
+	pthread_join(p->st_thread, NULL);
+	pthread_cond_destroy(&p->st_cv);
+	pthread_mutex_destroy(&p->st_mu);
 	for (uint32_t i = 0; i < p->sb.paxos_instances; i++) {
 		pthread_mutex_destroy(&p->inst[i].mu);
 	}
@@ -749,6 +1137,8 @@ int dev_paxos_open(struct lunfs_dev *lower, const struct lunfs_super *sb, const 
 {
 	struct dev_paxos *p;
 	uint64_t seed = px_now_ns();
+	pthread_condattr_t ca;
+	int err;
 
 	*out = NULL;
 	if (lower->sector_size > sb->sector_size || me->slot >= sb->max_hosts || sb->paxos_instances == 0 ||
@@ -772,9 +1162,26 @@ int dev_paxos_open(struct lunfs_dev *lower, const struct lunfs_super *sb, const 
 	p->rs = sb->sector_size;
 	p->wait_ns = me->wait_ns != 0 ? me->wait_ns
 				       : ((uint64_t)sb->dead_timeout_ms + sb->io_deadline_ms) * 1000000ull;
+	p->idle_ns = me->sticky_idle_ns != 0 ? me->sticky_idle_ns : PAXOS_STICKY_IDLE_NS_DEFAULT;
 	for (uint32_t i = 0; i < sb->paxos_instances; i++) {
 		pthread_mutex_init(&p->inst[i].mu, NULL);
 		p->inst[i].rng = (seed ^ ((uint64_t)(me->slot + 1) * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)i << 40)) | 1;
+	}
+	pthread_mutex_init(&p->st_mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->st_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	err = -pthread_create(&p->st_thread, NULL, px_idle_main, p);
+	if (err < 0) {
+		pthread_cond_destroy(&p->st_cv);
+		pthread_mutex_destroy(&p->st_mu);
+		for (uint32_t i = 0; i < sb->paxos_instances; i++) {
+			pthread_mutex_destroy(&p->inst[i].mu);
+		}
+		free(p->inst);
+		free(p);
+		return err;
 	}
 	snprintf(p->name, sizeof(p->name), "paxos(%s)", lower->name != NULL ? lower->name : "?");
 	p->dev.ops = &px_ops;
@@ -796,6 +1203,52 @@ void dev_paxos_stats(struct lunfs_dev *dev, struct paxos_stats *out)
 	out->adopted = atomic_load(&p->n_adopted);
 	out->waits = atomic_load(&p->n_waits);
 	out->timeouts = atomic_load(&p->n_timeouts);
+	out->fast = atomic_load(&p->n_fast);
+	out->idle_releases = atomic_load(&p->n_idle_rel);
+	out->held = atomic_load(&p->n_held);
+	out->owed = atomic_load(&p->n_owed);
+}
+
+int dev_paxos_unstick(struct lunfs_dev *dev)
+{
+	struct dev_paxos *p = px_from_dev(dev);
+	struct px_call x = { .p = p };
+	int ret = 0;
+
+	atomic_store(&p->unstuck, true);
+	if (atomic_load(&p->n_held) == 0 && atomic_load(&p->n_owed) == 0) {
+		return 0;
+	}
+	x.own = dev_buf_alloc(p->rs);
+	x.lead = dev_buf_alloc(p->rs);
+	if (x.own == NULL || x.lead == NULL) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	for (uint32_t k = 0; k < p->sb.paxos_instances; k++) {
+		int err;
+
+		x.k = k;
+		x.in = &p->inst[k];
+		x.base = layout_paxos_addr(&p->sb, k, 0);
+		x.lease_lost = false;
+		/* Not a trylock: a CAW running on the instance finishes first
+		 * (and, seeing unstuck, releases its round itself). */
+		pthread_mutex_lock(&x.in->mu);
+		x.off = PAXOS_TARGET_NONE;
+		err = px_release_kept_locked(&x);
+		if (err == 0 && !x.lease_lost) {
+			err = px_pay_release_locked(&x);
+		}
+		pthread_mutex_unlock(&x.in->mu);
+		if (ret == 0) {
+			ret = err;
+		}
+	}
+out:
+	dev_buf_free(x.lead);
+	dev_buf_free(x.own);
+	return ret;
 }
 
 int dev_paxos_release_owed(struct lunfs_dev *dev)

@@ -66,6 +66,10 @@ struct lockd_opts {
 	 * recovery, join and leave to this file (lockd/grantlog.c), for the
 	 * torture's double-grant checker. NULL or "" = no log. */
 	const char *lock_log;
+	/* PAXOS: how long a Paxos round of ours stays ours after its last
+	 * compare-and-write (paxos_host.sticky_idle_ns); 0 = the default.
+	 * Tests set it long to hold a round on purpose. */
+	uint64_t paxos_sticky_idle_ns;
 };
 
 /* The backend every host of the volume must use, fixed at mkfs

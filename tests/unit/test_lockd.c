@@ -582,6 +582,10 @@ START_TEST(test_lock_stale_owner)
 	 * bit has no generation) until a clears it. */
 	ck_assert_int_eq(lockd_join(fx.dev, &fx.sb, &fx.c, &oa, &a), 0);
 	ck_assert_uint_eq(lockd_gen(a), 2);
+	/* PAXOS: the crashed a kept the Paxos round of x's instance (and
+	 * abandon writes nothing); b passes it once its monitor has seen
+	 * slot 0 at generation 2, which its thread does within I/4. */
+	ck_assert_int_eq(lockd_monitor_scan(b), 0);
 	ck_assert_int_eq(lockd_lock(b, x, LUNFS_LOCK_KIND_SYSTEM, 20, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
 	read_lock(&fx, x, &l);
 	ck_assert_uint_eq(l.owner_slot, 2);
@@ -702,8 +706,10 @@ START_TEST(test_joining_holds_earlier_generations)
 	ck_assert_uint_eq(lockd_gen(a), 2);
 	ck_assert_int_eq(lockd_lock(b, x, LUNFS_LOCK_KIND_SYSTEM, 25, LUNFS_LOCK_EXCLUSIVE, &holder), -EBUSY);
 	ck_assert_uint_eq(holder, lockd_slot(a));
-	/* Replayed: generation 1 is over. */
+	/* Replayed: generation 1 is over. PAXOS: b's monitor sees that (as
+	 * its thread would) and passes the round generation 1 kept. */
 	ck_assert_int_eq(lockd_activate(a), 0);
+	ck_assert_int_eq(lockd_monitor_scan(b), 0);
 	ck_assert_int_eq(lockd_lock(b, x, LUNFS_LOCK_KIND_SYSTEM, 25, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
 	ck_assert_int_eq(lockd_leave(a), 0);
 	ck_assert_int_eq(lockd_leave(b), 0);

@@ -29,6 +29,7 @@
 #include "lunfs/dev.h"
 #include "lunfs/format.h"
 #include "lunfs/heartbeat.h"
+#include "lunfs/lock.h"
 #include "lunfs/lockd.h"
 #include "lunfs/paxos_caw.h"
 #include "lunfs/volume.h"
@@ -121,6 +122,9 @@ struct world {
 	struct lunfs_super sb;
 	struct lunfs_codec c;
 	atomic_bool dead[TP_HOSTS];
+	/* Incarnations of slot i up to generation dead_gen[i] are dead (a
+	 * freeze test's judgement of one incarnation; a later one lives). */
+	_Atomic uint64_t dead_gen[TP_HOSTS];
 	atomic_int inside[LUNFS_PAXOS_INSTANCES_MAX];
 	atomic_int violations;
 	pthread_mutex_t log_mu;
@@ -135,8 +139,12 @@ struct thost {
 	/* Judged dead while stopped (a freeze test): from then on its trace
 	 * events still go to the ownership log, but no longer count as being
 	 * inside the read-compare-write (the others may enter, by design). */
-	bool out;
-	uint32_t in_inst;         /* instance + 1 while inside, else 0 */
+	atomic_bool out;
+	/* Per instance: between OWNED and EXIT. A round is kept after its
+	 * CAW, so a host may hold several instances at once, and EXIT may
+	 * come from the device's idle thread. */
+	atomic_bool in_inst[LUNFS_PAXOS_INSTANCES_MAX];
+	pthread_mutex_t tr_mu;    /* in_inst and out, against the idle thread */
 	struct lunfs_dev *fdev;   /* fault(share(mem)) */
 	struct lunfs_fault *fault;
 	struct share_dev *share;  /* under fdev: write count, freeze hook */
@@ -144,11 +152,18 @@ struct thost {
 	atomic_int lease_calls;
 	int die_at_lease_call;    /* 0 = never; on that call: lose the disk */
 	atomic_bool lease_bad;
+	/* On lease call number hook_at_lease_call (0 = never), after the
+	 * check has passed: run lease_hook (a host stopped right after a good
+	 * check while the world acts). */
+	int hook_at_lease_call;
+	void (*lease_hook)(void *arg);
+	void *lease_hook_arg;
 	/* worker parameters and results */
 	unsigned iters;
 	uint64_t *sectors;
 	unsigned nsectors;
 	atomic_uint *counts;      /* per sector: increments done */
+	unsigned burst;           /* 0, or pause up to 4 ms after every burst increments */
 	int err;
 	atomic_bool done;
 };
@@ -194,15 +209,23 @@ static int th_lease_ok(void *arg, uint64_t target)
 		dev_fault_fail_nth(h->fault, LUNFS_FAULT_ALL, 1, EIO, true);
 		return 0;
 	}
-	return atomic_load(&h->lease_bad) ? -EIO : 0;
+	if (atomic_load(&h->lease_bad)) {
+		return -EIO;
+	}
+	if (h->hook_at_lease_call != 0 && n == h->hook_at_lease_call) {
+		h->lease_hook(h->lease_hook_arg);
+	}
+	return 0;
 }
 
 static int th_host_dead(void *arg, uint32_t slot, uint64_t gen)
 {
 	struct thost *h = arg;
 
-	(void)gen;
-	return slot < TP_HOSTS && atomic_load(&h->w->dead[slot]) ? 1 : 0;
+	if (slot >= TP_HOSTS) {
+		return 0;
+	}
+	return atomic_load(&h->w->dead[slot]) || (gen != 0 && gen <= atomic_load(&h->w->dead_gen[slot])) ? 1 : 0;
 }
 
 static void th_trace(void *arg, enum paxos_event ev, uint32_t instance, uint64_t round)
@@ -210,11 +233,12 @@ static void th_trace(void *arg, enum paxos_event ev, uint32_t instance, uint64_t
 	struct thost *h = arg;
 	struct world *w = h->w;
 
+	pthread_mutex_lock(&h->tr_mu);
 	if (ev == PAXOS_EV_OWNED) {
-		if (!h->out && atomic_fetch_add(&w->inside[instance], 1) != 0) {
+		if (!atomic_load(&h->out) && atomic_fetch_add(&w->inside[instance], 1) != 0) {
 			atomic_fetch_add(&w->violations, 1);
 		}
-		h->in_inst = instance + 1;
+		atomic_store(&h->in_inst[instance], true);
 		pthread_mutex_lock(&w->log_mu);
 		if (w->nlog < TP_LOG_MAX) {
 			w->log[w->nlog++] = (struct tp_log){ .instance = instance, .slot = h->slot, .gen = h->gen,
@@ -222,30 +246,40 @@ static void th_trace(void *arg, enum paxos_event ev, uint32_t instance, uint64_t
 		}
 		pthread_mutex_unlock(&w->log_mu);
 	} else {
-		if (!h->out) {
+		/* Judged dead meanwhile: host_judged_dead took it out. */
+		if (atomic_exchange(&h->in_inst[instance], false) && !atomic_load(&h->out)) {
 			atomic_fetch_sub(&w->inside[instance], 1);
 		}
-		h->in_inst = 0;
 	}
+	pthread_mutex_unlock(&h->tr_mu);
 }
 
-/* The others judge h dead (it is stopped): it no longer counts as inside. */
+/* The others judge h dead (it is stopped): it no longer counts as inside
+ * any instance, and only its own incarnation of the slot is dead. */
 static void host_judged_dead(struct thost *h)
 {
-	if (!h->out && h->in_inst != 0) {
-		atomic_fetch_sub(&h->w->inside[h->in_inst - 1], 1);
+	pthread_mutex_lock(&h->tr_mu);
+	if (!atomic_exchange(&h->out, true)) {
+		for (uint32_t k = 0; k < LUNFS_PAXOS_INSTANCES_MAX; k++) {
+			if (atomic_load(&h->in_inst[k])) {
+				atomic_fetch_sub(&h->w->inside[k], 1);
+			}
+		}
 	}
-	h->out = true;
-	atomic_store(&h->w->dead[h->slot], true);
+	pthread_mutex_unlock(&h->tr_mu);
+	atomic_store(&h->w->dead_gen[h->slot], h->gen);
 }
 
 /* Host in `slot` at generation `gen` (two incarnations of one slot are
- * two hosts with the same slot). */
-static void host_open_gen(struct world *w, struct thost *h, uint32_t slot, uint64_t gen, uint64_t wait_ns)
+ * two hosts with the same slot); idle_ns: how long it keeps an unused
+ * round (0: the default). */
+static void host_open_idle(struct world *w, struct thost *h, uint32_t slot, uint64_t gen, uint64_t wait_ns,
+			   uint64_t idle_ns)
 {
 	struct paxos_host me;
 
 	memset(h, 0, sizeof(*h));
+	pthread_mutex_init(&h->tr_mu, NULL);
 	h->w = w;
 	h->slot = slot;
 	h->gen = gen;
@@ -259,7 +293,13 @@ static void host_open_gen(struct world *w, struct thost *h, uint32_t slot, uint6
 	me.trace = th_trace;
 	me.arg = h;
 	me.wait_ns = wait_ns;
+	me.sticky_idle_ns = idle_ns;
 	ck_assert_int_eq(dev_paxos_open(h->fdev, &w->sb, &w->c, &me, &h->pdev), 0);
+}
+
+static void host_open_gen(struct world *w, struct thost *h, uint32_t slot, uint64_t gen, uint64_t wait_ns)
+{
+	host_open_idle(w, h, slot, gen, wait_ns, 0);
 }
 
 static void host_open(struct world *w, struct thost *h, uint32_t slot, uint64_t wait_ns)
@@ -267,10 +307,14 @@ static void host_open(struct world *w, struct thost *h, uint32_t slot, uint64_t 
 	host_open_gen(w, h, slot, 1, wait_ns);
 }
 
+/* A clean close: kept rounds are released first (lockd_leave does the
+ * same); a host whose lease is bad writes nothing. */
 static void host_close(struct thost *h)
 {
+	(void)dev_paxos_unstick(h->pdev);
 	dev_close(h->pdev);
 	dev_close(h->fdev);
+	pthread_mutex_destroy(&h->tr_mu);
 }
 
 static int tp_cmp_log(const void *a, const void *b)
@@ -359,6 +403,11 @@ static void *tp_worker(void *arg)
 		if (h->err == 0) {
 			atomic_fetch_add(&h->counts[s], 1);
 		}
+		if (h->burst != 0 && i % h->burst == h->burst - 1) {
+			/* Idle now and then: kept rounds are released, or not
+			 * quite yet, while the others wait. */
+			usleep((useconds_t)(seed % 4000));
+		}
 	}
 	atomic_store(&h->done, true);
 	return NULL;
@@ -376,9 +425,11 @@ static uint64_t tp_read_counter(struct world *w, uint64_t off)
 	return v;
 }
 
-/* Run `nhosts` incrementing workers over `nsectors` sectors. */
-static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, unsigned nsectors,
-			    uint32_t slow_us, void *(*extra)(void *), void *extra_arg)
+/* Run `nhosts` incrementing workers over `nsectors` sectors (bursts: see
+ * thost.burst); *sum, if not NULL, gets the sum of their Paxos counters. */
+static void tp_run_counters_burst(struct world *w, unsigned nhosts, unsigned iters, unsigned nsectors,
+				  uint32_t slow_us, void *(*extra)(void *), void *extra_arg, unsigned burst,
+				  struct paxos_stats *sum)
 {
 	struct thost *hs = calloc(nhosts, sizeof(*hs));
 	pthread_t *t = calloc(nhosts, sizeof(*t));
@@ -402,6 +453,7 @@ static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, un
 		hs[i].sectors = sectors;
 		hs[i].nsectors = nsectors;
 		hs[i].counts = counts;
+		hs[i].burst = burst;
 		if (slow_us != 0 && i % 2 == 1) {
 			dev_fault_latency(hs[i].fault, slow_us);
 		}
@@ -418,8 +470,21 @@ static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, un
 	if (extra != NULL) {
 		pthread_join(xt, NULL);
 	}
+	if (sum != NULL) {
+		memset(sum, 0, sizeof(*sum));
+	}
 	for (unsigned i = 0; i < nhosts; i++) {
 		ck_assert_int_eq(hs[i].err, 0);
+		if (sum != NULL) {
+			struct paxos_stats st;
+
+			dev_paxos_stats(hs[i].pdev, &st);
+			sum->caws += st.caws;
+			sum->ballots += st.ballots;
+			sum->fast += st.fast;
+			sum->waits += st.waits;
+			sum->idle_releases += st.idle_releases;
+		}
 		host_close(&hs[i]);
 	}
 	for (unsigned i = 0; i < nsectors; i++) {
@@ -434,6 +499,12 @@ static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, un
 	free(hs);
 }
 
+static void tp_run_counters(struct world *w, unsigned nhosts, unsigned iters, unsigned nsectors,
+			    uint32_t slow_us, void *(*extra)(void *), void *extra_arg)
+{
+	tp_run_counters_burst(w, nhosts, iters, nsectors, slow_us, extra, extra_arg, 0, NULL);
+}
+
 /* ---- tests ---------------------------------------------------------------- */
 
 START_TEST(test_single_host)
@@ -445,7 +516,7 @@ START_TEST(test_single_host)
 	uint64_t off;
 
 	world_init(&w, 8, 4);
-	host_open(&w, &h, 3, 0);
+	host_open_idle(&w, &h, 3, 1, 0, UINT64_MAX);
 	off = tp_sector(&w, 5);
 	memset(a, 0, 512);
 	memset(b, 0xb5, 512);
@@ -466,12 +537,18 @@ START_TEST(test_single_host)
 	ck_assert_int_eq(dev_caw(h.pdev, off, b, a, NULL), 0);
 	dev_paxos_stats(h.pdev, &st);
 	ck_assert_uint_eq(st.caws, 4);
-	ck_assert_uint_eq(st.ballots, 3);   /* one ballot each, uncontended */
+	/* One ballot, then the round is kept (the idle release is off):
+	 * the miscompare and the last CAW take the fast path; the fenced
+	 * one wrote nothing and left the round as it was. (Before kept
+	 * rounds: 3 ballots, 3 rounds.) */
+	ck_assert_uint_eq(st.ballots, 1);
+	ck_assert_uint_eq(st.fast, 2);
+	ck_assert_uint_eq(st.held, 1);
 	ck_assert_uint_eq(st.aborts, 0);
 	ck_assert_uint_eq(st.waits, 0);
 	host_close(&h);
 	world_check_log(&w);
-	ck_assert_uint_eq(w.nlog, 3);
+	ck_assert_uint_eq(w.nlog, 1);
 	dev_buf_free(cur);
 	dev_buf_free(b);
 	dev_buf_free(a);
@@ -770,6 +847,21 @@ static void lapse_hook(void *arg, const struct lunfs_io *ios, unsigned n)
 	}
 }
 
+static void tp_wait_owed(struct thost *h, uint64_t n)
+{
+	struct paxos_stats st;
+
+	for (unsigned i = 0; i < 2000; i++) {
+		dev_paxos_stats(h->pdev, &st);
+		if (st.owed == n) {
+			return;
+		}
+		usleep(1000);
+	}
+	ck_abort_msg("slot %u owes %llu releases, not %llu", h->slot, (unsigned long long)st.owed,
+		     (unsigned long long)n);
+}
+
 START_TEST(test_owed_release)
 {
 	struct world w;
@@ -789,6 +881,10 @@ START_TEST(test_owed_release)
 	ck_assert(l.fired);
 	ck_assert_uint_eq(tp_read_counter(&w, off), 1);
 	ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
+	/* The round was kept after the CAW; the idle thread's release of it
+	 * was refused by the lease, so it is owed (before kept rounds, the
+	 * CAW's own release was refused). */
+	tp_wait_owed(&a, 1);
 	/* Still lapsed: nothing is written. */
 	ck_assert_int_eq(dev_paxos_release_owed(a.pdev), -EIO);
 	ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
@@ -1120,6 +1216,333 @@ START_TEST(test_renew_window_gone_fences)
 }
 END_TEST
 
+/* ---- kept ("sticky") rounds --------------------------------------------------
+ *
+ * After its CAW a round of ours is kept: further CAWs of any sector of the
+ * instance take the fast path (read leader + target, write), and the round
+ * is released once idle, at its hold limit, or by dev_paxos_unstick. */
+
+static uint64_t tp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Sector number j >= from (tp_sector) on the same instance as sector i. */
+static unsigned tp_sector_same_instance(struct world *w, unsigned i, unsigned from)
+{
+	uint32_t k = layout_paxos_instance(&w->sb, tp_sector(w, i));
+
+	for (unsigned j = from;; j++) {
+		if (j != i && layout_paxos_instance(&w->sb, tp_sector(w, j)) == k) {
+			return j;
+		}
+	}
+}
+
+/* (1) Many CAWs of one instance: one ballot, the rest on the fast path at
+ * one read batch and one write each; another host gets the instance once
+ * the round has been idle for the idle time, plus its poll, with nobody
+ * judged dead. */
+START_TEST(test_sticky_fast_path)
+{
+	struct world w;
+	struct thost a, b;
+	struct paxos_stats st, sb;
+	uint64_t off, off2, t0, el;
+	const uint64_t idle = 50ull * 1000000ull;
+
+	world_init(&w, 8, 4);
+	host_open_idle(&w, &a, 1, 1, 100ull * 1000000ull, idle);
+	host_open(&w, &b, 2, 2000ull * 1000000ull);
+	off = tp_sector(&w, 2);
+	off2 = tp_sector(&w, tp_sector_same_instance(&w, 2, 3));
+	for (unsigned i = 0; i < 100; i++) {
+		ck_assert_int_eq(tp_increment(&a, i % 2 == 0 ? off : off2), 0);
+	}
+	dev_paxos_stats(a.pdev, &st);
+	ck_assert_uint_eq(st.caws, 100);
+	ck_assert_uint_eq(st.ballots, 1);
+	ck_assert_uint_eq(st.fast, 99);
+	ck_assert_uint_eq(st.held, 1);
+	ck_assert_uint_eq(st.waits, 0);
+	/* Ballot (2 writes), leader, replace; then one write per CAW, and no
+	 * release yet. Lease checks: 5, then 2 per CAW. */
+	ck_assert_uint_eq(atomic_load(&a.share->writes), 4 + 99);
+	ck_assert_int_eq(atomic_load(&a.lease_calls), 5 + 2 * 99);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 50);
+	ck_assert_uint_eq(tp_read_counter(&w, off2), 50);
+
+	/* B wants the instance while A keeps it, alive. */
+	t0 = tp_now_ns();
+	ck_assert_int_eq(tp_increment(&b, off), 0);
+	el = tp_now_ns() - t0;
+	printf("kept round: another host got the instance after %.1f ms (idle time %.0f ms)\n",
+	       (double)el / 1e6, (double)idle / 1e6);
+	dev_paxos_stats(b.pdev, &sb);
+	ck_assert_uint_gt(sb.waits, 0);
+	ck_assert_uint_eq(sb.timeouts, 0);
+	/* idle + B's longest poll (5 ms) + a loaded machine's slack */
+	ck_assert_uint_lt(el, idle + 500ull * 1000000ull);
+	dev_paxos_stats(a.pdev, &st);
+	ck_assert_uint_eq(st.held, 0);
+	ck_assert_uint_eq(st.idle_releases, 1);
+	ck_assert_uint_eq(atomic_load(&a.share->writes), 4 + 99 + 2);
+	ck_assert_uint_eq(tp_read_counter(&w, off), 51);
+	ck_assert(!atomic_load(&w.dead[1]));
+	host_close(&b);
+	host_close(&a);
+	world_check_log(&w);
+	ck_assert_uint_eq(w.nlog, 2);
+	world_fini(&w);
+}
+END_TEST
+
+/* (2) Several hosts over one instance, in bursts with pauses around the
+ * idle time: rounds are kept, used on the fast path, released when idle,
+ * and still every round has one owner, no two hosts are ever inside the
+ * instance at once, and every increment counts. */
+START_TEST(test_sticky_contention)
+{
+	struct world w;
+	struct paxos_stats sum;
+
+	world_init(&w, 8, 1);
+	tp_run_counters_burst(&w, 5, 80, 3, 0, NULL, NULL, 4, &sum);
+	printf("kept rounds, 5 hosts on one instance: %llu CAWs, %llu ballots, %llu fast, %llu idle releases, "
+	       "%llu polls\n", (unsigned long long)sum.caws, (unsigned long long)sum.ballots,
+	       (unsigned long long)sum.fast, (unsigned long long)sum.idle_releases, (unsigned long long)sum.waits);
+	ck_assert_uint_gt(sum.fast, 0);
+	ck_assert_uint_gt(sum.idle_releases, 0);
+	ck_assert_uint_lt(sum.ballots, sum.caws);
+	world_fini(&w);
+}
+END_TEST
+
+/* (3) A host keeping a round is stopped, and judged dead while stopped: C
+ * takes the next round, and A2 (the next incarnation of A's slot) the one
+ * after. A, resumed, must write nothing. Three places to stop:
+ *   pass 0: between CAWs (the round idle; its release is then refused);
+ *   pass 1: in a fast-path CAW, after its read of leader and target: the
+ *           lease check before the replace write refuses it;
+ *   pass 2: right after a fast-path CAW's entry check, with a lease that
+ *           (wrongly) stays good: the leader read is the second line, it
+ *           names C's round, and A drops its round writing nothing. */
+struct sticky_freeze {
+	struct world *w;
+	struct thost *a, *c;
+	uint64_t off;
+	bool lease_lapses;
+	bool fired;
+	unsigned writes_then;
+	int c_err;
+};
+
+static void sticky_freeze_now(struct sticky_freeze *f)
+{
+	f->fired = true;
+	f->writes_then = atomic_load(&f->a->share->writes);
+	if (f->lease_lapses) {
+		atomic_store(&f->a->lease_bad, true);
+	}
+	host_judged_dead(f->a);
+	f->c_err = tp_increment(f->c, f->off);
+}
+
+static void sticky_freeze_io_hook(void *arg, const struct lunfs_io *ios, unsigned n)
+{
+	struct sticky_freeze *f = arg;
+
+	if (!f->fired && n == 2 && ios[0].op == LUNFS_IO_READ && ios[1].op == LUNFS_IO_READ &&
+	    ios[1].off == f->off) {
+		sticky_freeze_now(f);
+	}
+}
+
+static void sticky_freeze_lease_hook(void *arg)
+{
+	sticky_freeze_now(arg);
+}
+
+START_TEST(test_sticky_frozen_holder)
+{
+	for (unsigned pass = 0; pass < 3; pass++) {
+		struct world w;
+		struct thost a, a2, c;
+		struct sticky_freeze f;
+		struct paxos_stats st;
+		uint64_t off;
+
+		world_init(&w, 8, 4);
+		host_open_idle(&w, &a, 1, 1, 100ull * 1000000ull, UINT64_MAX);
+		host_open_gen(&w, &a2, 1, 2, 2000ull * 1000000ull);
+		host_open(&w, &c, 2, 2000ull * 1000000ull);
+		off = tp_sector(&w, 7);
+		memset(&f, 0, sizeof(f));
+		f = (struct sticky_freeze){ .w = &w, .a = &a, .c = &c, .off = off, .lease_lapses = pass != 2 };
+		ck_assert_int_eq(tp_increment(&a, off), 0);
+		ck_assert_int_eq(tp_increment(&a, off), 0);
+		dev_paxos_stats(a.pdev, &st);
+		ck_assert_uint_eq(st.held, 1);
+		ck_assert_uint_eq(st.fast, 1);
+		if (pass == 0) {
+			sticky_freeze_now(&f);
+		} else if (pass == 1) {
+			a.share->after = sticky_freeze_io_hook;
+			a.share->after_arg = &f;
+		} else {
+			a.lease_hook = sticky_freeze_lease_hook;
+			a.lease_hook_arg = &f;
+			a.hook_at_lease_call = atomic_load(&a.lease_calls) + 1;
+		}
+		/* Resumed (or running on, in passes 1 and 2). */
+		ck_assert_int_eq(tp_increment(&a, off), -EIO);
+		ck_assert(f.fired);
+		ck_assert_int_eq(f.c_err, 0);
+		ck_assert_uint_eq(atomic_load(&a.share->writes), f.writes_then);
+		/* The next incarnation of A's slot takes the instance after C. */
+		ck_assert_int_eq(tp_increment(&a2, off), 0);
+		/* A's leave: it holds nothing it may release. */
+		(void)dev_paxos_unstick(a.pdev);
+		ck_assert_uint_eq(atomic_load(&a.share->writes), f.writes_then);
+		dev_paxos_stats(a.pdev, &st);
+		ck_assert_uint_eq(st.held, 0);
+		ck_assert_uint_eq(tp_read_counter(&w, off), 4);
+		ck_assert_msg(atomic_load(&w.violations) == 0, "pass %u: two hosts inside one instance", pass);
+		host_close(&c);
+		host_close(&a2);
+		/* host_close(&a), checking that closing writes nothing either. */
+		(void)dev_paxos_unstick(a.pdev);
+		dev_close(a.pdev);
+		ck_assert_uint_eq(atomic_load(&a.share->writes), f.writes_then);
+		dev_close(a.fdev);
+		pthread_mutex_destroy(&a.tr_mu);
+		world_check_log(&w);
+		world_fini(&w);
+	}
+}
+END_TEST
+
+/* (4) lockd_leave releases the rounds lockd keeps: another host gets the
+ * instance at once, without a judgement of the leaver. lockd_abandon writes
+ * nothing: the other host waits until the abandoned incarnation is dead. */
+START_TEST(test_sticky_leave)
+{
+	for (unsigned pass = 0; pass < 2; pass++) {
+		struct world w;
+		struct thost b;
+		struct share_dev *sd;
+		struct lockd_opts o;
+		struct lunfs_lockd *ld;
+		struct paxos_stats st, s0, s1;
+		uint64_t rec, off;
+		unsigned writes;
+
+		world_init(&w, 8, 4);
+		sd = share_open(w.mem);
+		memset(&o, 0, sizeof(o));
+		o.host_uuid[0] = 0x45;
+		o.no_thread = true;
+		o.caw = LUNFS_CAW_PAXOS;
+		o.paxos_sticky_idle_ns = UINT64_MAX;
+		ck_assert_int_eq(lockd_join(&sd->dev, &w.sb, &w.c, &o, &ld), 0);
+		ck_assert_uint_ne(lockd_slot(ld), 5);
+		rec = tp_sector(&w, 11);
+		off = tp_sector(&w, tp_sector_same_instance(&w, 11, 12));
+		ck_assert_int_eq(lockd_lock(ld, rec, LUNFS_LOCK_KIND_INODE, 77, LUNFS_LOCK_EXCLUSIVE, NULL), 0);
+		ck_assert_int_eq(lockd_unlock(ld, rec), 0);
+		dev_paxos_stats(lockd_dev(ld), &st);
+		ck_assert_uint_eq(st.caws, 2);
+		ck_assert_uint_eq(st.ballots, 1);
+		ck_assert_uint_eq(st.fast, 1);
+		ck_assert_uint_ge(st.held, 1);
+		host_open(&w, &b, 5, 100ull * 1000000ull);
+		/* Kept by a live host: B waits, and gives up. */
+		ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
+		if (pass == 0) {
+			ck_assert_int_eq(lockd_leave(ld), 0);
+			dev_paxos_stats(b.pdev, &s0);
+			ck_assert_int_eq(tp_increment(&b, off), 0);
+			dev_paxos_stats(b.pdev, &s1);
+			ck_assert_uint_eq(s1.waits, s0.waits);     /* at once */
+		} else {
+			writes = atomic_load(&sd->writes);
+			lockd_abandon(ld);
+			ck_assert_uint_eq(atomic_load(&sd->writes), writes);
+			ck_assert_int_eq(tp_increment(&b, off), -ETIMEDOUT);
+			atomic_store(&w.dead_gen[0], 1);
+			ck_assert_int_eq(tp_increment(&b, off), 0);
+		}
+		ck_assert_uint_eq(tp_read_counter(&w, off), 1);
+		host_close(&b);
+		dev_close(&sd->dev);
+		world_check_log(&w);
+		world_fini(&w);
+	}
+}
+END_TEST
+
+/* (5) A host that CAWs an instance without pause gives it up at the hold
+ * limit: another host's CAW of the instance gets through while it goes
+ * on, well within that host's wait (without the limit it timed out). */
+struct hammer {
+	struct thost *h;
+	uint64_t off;
+	atomic_bool stop;
+	unsigned n;
+	int err;
+};
+
+static void *tp_hammer(void *arg)
+{
+	struct hammer *hm = arg;
+	uint64_t end = tp_now_ns() + 8ull * 1000000000ull;
+
+	while (!atomic_load(&hm->stop) && tp_now_ns() < end && hm->err == 0) {
+		hm->err = tp_increment(hm->h, hm->off);
+		hm->n += hm->err == 0;
+	}
+	return NULL;
+}
+
+START_TEST(test_sticky_hold_limit)
+{
+	struct world w;
+	struct thost a, b;
+	struct hammer hm;
+	pthread_t t;
+	uint64_t off, off2, t0, el;
+
+	world_init(&w, 8, 4);
+	host_open(&w, &a, 1, 5000ull * 1000000ull);
+	host_open(&w, &b, 2, 4000ull * 1000000ull);
+	off = tp_sector(&w, 1);
+	off2 = tp_sector(&w, tp_sector_same_instance(&w, 1, 2));
+	memset(&hm, 0, sizeof(hm));
+	hm.h = &a;
+	hm.off = off;
+	ck_assert_int_eq(pthread_create(&t, NULL, tp_hammer, &hm), 0);
+	usleep(20000);
+	t0 = tp_now_ns();
+	ck_assert_int_eq(tp_increment(&b, off2), 0);
+	el = tp_now_ns() - t0;
+	ck_assert(!atomic_load(&hm.stop));
+	atomic_store(&hm.stop, true);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(hm.err, 0);
+	printf("kept round: a host CAWing without pause let another in after %.1f ms\n", (double)el / 1e6);
+	ck_assert_uint_lt(el, 3000ull * 1000000ull);
+	ck_assert_uint_eq(tp_read_counter(&w, off), hm.n);
+	ck_assert_uint_eq(tp_read_counter(&w, off2), 1);
+	host_close(&b);
+	host_close(&a);
+	world_check_log(&w);
+	world_fini(&w);
+}
+END_TEST
+
 /* ---- latency (printed, not asserted) -------------------------------------- */
 
 static int tp_u64_cmp(const void *a, const void *b)
@@ -1129,8 +1552,11 @@ static int tp_u64_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* kept: the round is kept between CAWs (one ballot, then the fast path);
+ * otherwise unstuck, so every CAW ballots and releases (before kept rounds,
+ * every CAW). */
 static void tp_latency(const char *what, struct lunfs_dev *dev, const struct lunfs_super *sb,
-		       const struct lunfs_codec *c)
+		       const struct lunfs_codec *c, bool kept)
 {
 	struct paxos_host me = { .slot = 0, .gen = 1 };
 	struct lunfs_dev *pdev;
@@ -1140,6 +1566,9 @@ static void tp_latency(const char *what, struct lunfs_dev *dev, const struct lun
 
 	ck_assert(a != NULL && b != NULL && ns != NULL);
 	ck_assert_int_eq(dev_paxos_open(dev, sb, c, &me, &pdev), 0);
+	if (!kept) {
+		ck_assert_int_eq(dev_paxos_unstick(pdev), 0);
+	}
 	ck_assert_int_eq(dev_read(dev, a, sb->sector_size, off), 0);
 	for (unsigned i = 0; i < 1000; i++) {
 		uint64_t t0 = jc_now(NULL);
@@ -1151,8 +1580,8 @@ static void tp_latency(const char *what, struct lunfs_dev *dev, const struct lun
 		memcpy(a, b, sb->sector_size);
 	}
 	qsort(ns, 1000, sizeof(*ns), tp_u64_cmp);
-	printf("paxos CAW uncontended on %s: median %.1f us (p90 %.1f us, 1000 CAWs)\n", what,
-	       (double)ns[500] / 1000.0, (double)ns[900] / 1000.0);
+	printf("paxos CAW uncontended on %s, %s: median %.1f us (p90 %.1f us, 1000 CAWs)\n", what,
+	       kept ? "round kept (fast path)" : "a ballot each", (double)ns[500] / 1000.0, (double)ns[900] / 1000.0);
 	dev_close(pdev);
 	free(ns);
 	dev_buf_free(b);
@@ -1171,7 +1600,8 @@ START_TEST(test_latency_print)
 	int fd;
 
 	world_init(&w, 64, 64);
-	tp_latency("dev_mem, 64 hosts", w.mem, &w.sb, &w.c);
+	tp_latency("dev_mem, 64 hosts", w.mem, &w.sb, &w.c, false);
+	tp_latency("dev_mem, 64 hosts", w.mem, &w.sb, &w.c, true);
 	world_fini(&w);
 
 	fd = mkstemp(path);
@@ -1192,7 +1622,8 @@ START_TEST(test_latency_print)
 	o.now_ns = 1700000000000000000ull;
 	if (vol_create(fdev, &o, &sb, NULL, NULL) == 0) {
 		sb_codec(&sb, &c);
-		tp_latency("a dev_file image in /dev/shm, 64 hosts", fdev, &sb, &c);
+		tp_latency("a dev_file image in /dev/shm, 64 hosts", fdev, &sb, &c, false);
+		tp_latency("a dev_file image in /dev/shm, 64 hosts", fdev, &sb, &c, true);
 	}
 	dev_close(fdev);
 	unlink(path);
@@ -1218,6 +1649,11 @@ static Suite *paxos_suite(void)
 	tcase_add_test(tc, test_renew_after_expiry);
 	tcase_add_test(tc, test_renew_freeze_before_write);
 	tcase_add_test(tc, test_renew_window_gone_fences);
+	tcase_add_test(tc, test_sticky_fast_path);
+	tcase_add_test(tc, test_sticky_contention);
+	tcase_add_test(tc, test_sticky_frozen_holder);
+	tcase_add_test(tc, test_sticky_leave);
+	tcase_add_test(tc, test_sticky_hold_limit);
 	tcase_add_test(tc, test_latency_print);
 	suite_add_tcase(s, tc);
 	return s;
