@@ -251,6 +251,8 @@ struct lunfs_fh {
 int fsop_rw(const struct lunfs_vol *v);
 /* A path component from the kernel: non-empty, no '/', at most 255 bytes. */
 int fsop_name(const char *name, size_t *len);
+/* "." or "..": names every directory has, that no operation makes. */
+bool fsop_is_dot(const char *name);
 /* jnl_start with the credits capped at what the smallest journal takes. */
 int fsop_start(struct lunfs_vol *v, unsigned credits, struct jnl_handle **h);
 /* Stop the handle, keeping the first error. */
@@ -258,6 +260,9 @@ int fsop_stop(struct jnl_handle *h, int err);
 /* Look a name up in dim (meta_lock held). */
 int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len,
 		  uint64_t *ino, uint8_t *type);
+/* May an entry `name` be made in dim (meta_lock held)? 0 when dim has no
+ * such entry, -EEXIST when it has, or the lookup's error. */
+int fsop_name_free(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len);
 /* Take one link from victim (locked, under a handle); at zero it goes on
  * the orphan table. */
 int fsop_drop_link(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *victim, int64_t now);
@@ -292,6 +297,12 @@ struct fsop_cl {
 int fscl_add(struct fsop_cl *cl, uint64_t ino, bool excl, bool dir);
 void fscl_drop(struct lunfs_vol *v, struct fsop_cl *cl);
 int fscl_enter(struct lunfs_vol *v, struct fsop_cl *cl, bool keep_meta);
+/* The start of an operation that gives inode ino a new name in dir (link,
+ * clone): the name checked ("." and "..": -EEXIST), the volume writable,
+ * the on-disk locks of dir and ino taken EXCLUSIVE into the empty set cl.
+ * On success meta_lock is held (fscl_enter keep_meta); on error nothing. */
+int fsop_link_enter(struct lunfs_vol *v, struct fsop_cl *cl, uint64_t dir, uint64_t ino,
+		    const char *name, size_t *len);
 
 /* ---- cluster (fs/cluster.c) ------------------------------------------------
  * Dead-host recovery and lock hand-off as lockd callbacks. attach/detach

@@ -114,7 +114,7 @@ int fsop_name(const char *name, size_t *len)
 	return 0;
 }
 
-static bool fsop_is_dot(const char *name)
+bool fsop_is_dot(const char *name)
 {
 	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
 }
@@ -382,6 +382,15 @@ int fsop_dir_find(struct lunfs_vol *v, struct inode_mem *dim, const char *name, 
 	err = dir_lookup(v, dim, name, len, ino, type);
 	pthread_rwlock_unlock(&dim->lock);
 	return err;
+}
+
+int fsop_name_free(struct lunfs_vol *v, struct inode_mem *dim, const char *name, size_t len)
+{
+	uint64_t ino;
+	uint8_t type;
+	int err = fsop_dir_find(v, dim, name, len, &ino, &type);
+
+	return err == 0 ? -EEXIST : err == -ENOENT ? 0 : err;
 }
 
 static void fsop_stamp_dir(struct inode_mem *dim, int64_t now)
@@ -653,8 +662,6 @@ static int fsop_make(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t 
 	struct fsop_cl cl = { .n = 0 };
 	struct inode_mem *dim = NULL, *im = NULL;
 	struct jnl_handle *h = NULL;
-	uint64_t ino;
-	uint8_t type;
 	uint32_t gid, mode = nw->mode;
 	size_t len;
 	int64_t now;
@@ -688,12 +695,8 @@ static int fsop_make(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t 
 		err = -ENOENT; /* the directory was removed */
 		goto out_put;
 	}
-	err = fsop_dir_find(v, dim, name, len, &ino, &type);
-	if (err == 0) {
-		err = -EEXIST;
-		goto out_put;
-	}
-	if (err != -ENOENT) {
+	err = fsop_name_free(v, dim, name, len);
+	if (err < 0) {
 		goto out_put;
 	}
 	if (S_ISDIR(mode) && dim->di.nlink >= LUNFS_LINK_MAX) {
@@ -838,20 +841,11 @@ int fsop_symlink(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t dir,
 
 /* ---- link, unlink, rmdir ------------------------------------------------------- */
 
-int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
-	      struct lunfs_attr *out)
+int fsop_link_enter(struct lunfs_vol *v, struct fsop_cl *cl, uint64_t dir, uint64_t ino,
+		    const char *name, size_t *len)
 {
-	struct inode_mem *dim = NULL, *im = NULL;
-	struct fsop_lockset ls = { .n = 0 };
-	struct fsop_cl cl = { .n = 0 };
-	struct jnl_handle *h = NULL;
-	uint64_t other;
-	uint8_t type;
-	size_t len;
-	int64_t now;
-	int err;
+	int err = fsop_name(name, len);
 
-	err = fsop_name(name, &len);
 	if (err < 0) {
 		return err;
 	}
@@ -862,9 +856,23 @@ int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
 	if (err < 0) {
 		return err;
 	}
-	(void)fscl_add(&cl, dir, true, true);
-	(void)fscl_add(&cl, ino, true, false);
-	err = fscl_enter(v, &cl, true);
+	(void)fscl_add(cl, dir, true, true);
+	(void)fscl_add(cl, ino, true, false);
+	return fscl_enter(v, cl, true);
+}
+
+int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
+	      struct lunfs_attr *out)
+{
+	struct inode_mem *dim = NULL, *im = NULL;
+	struct fsop_lockset ls = { .n = 0 };
+	struct fsop_cl cl = { .n = 0 };
+	struct jnl_handle *h = NULL;
+	size_t len;
+	int64_t now;
+	int err;
+
+	err = fsop_link_enter(v, &cl, dir, ino, name, &len);
 	if (err < 0) {
 		return err;
 	}
@@ -892,11 +900,8 @@ int fsop_link(struct lunfs_vol *v, uint64_t ino, uint64_t dir, const char *name,
 		err = -ENOENT;
 		goto out_put;
 	}
-	err = fsop_dir_find(v, dim, name, len, &other, &type);
-	if (err == 0) {
-		err = -EEXIST;
-	}
-	if (err != -ENOENT) {
+	err = fsop_name_free(v, dim, name, len);
+	if (err < 0) {
 		goto out_put;
 	}
 	err = fsop_start(v, 2 * CR_INODE + dir_change_credits(dim), &h);

@@ -67,11 +67,6 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static bool snaps_is_dot(const char *name)
-{
-	return strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
-}
-
 /* "<ino>-<generation>": the name of an image's snapshot directory. */
 static void snaps_dir_name(const struct inode_mem *im, char *buf, size_t len)
 {
@@ -335,25 +330,10 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
 	struct snap_cis set = { 0 };
 	struct inode_mem *dim = NULL, *sim = NULL, *im = NULL;
 	struct snaps_new nw;
-	uint64_t other;
-	uint8_t type;
 	size_t len;
 	int err;
 
-	err = fsop_name(name, &len);
-	if (err < 0) {
-		return err;
-	}
-	if (snaps_is_dot(name)) {
-		return -EEXIST;
-	}
-	err = fsop_rw(v);
-	if (err < 0) {
-		return err;
-	}
-	(void)fscl_add(&cl, dir, true, true);
-	(void)fscl_add(&cl, src, true, false);
-	err = fscl_enter(v, &cl, true);
+	err = fsop_link_enter(v, &cl, dir, src, name, &len);
 	if (err < 0) {
 		return err;
 	}
@@ -373,8 +353,7 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
 	} else if (!S_ISREG(sim->di.mode)) {
 		err = sim->di.mode == 0 ? -ENOENT : -EINVAL;
 	} else {
-		err = fsop_dir_find(v, dim, name, len, &other, &type);
-		err = err == 0 ? -EEXIST : err == -ENOENT ? 0 : err;
+		err = fsop_name_free(v, dim, name, len);
 	}
 	pthread_mutex_unlock(&v->meta_lock);
 	if (err < 0) {
@@ -387,8 +366,7 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
 	pthread_mutex_lock(&v->meta_lock);
 	/* Again, now that meta_lock was let go: another thread here may
 	 * have taken the name. */
-	err = fsop_dir_find(v, dim, name, len, &other, &type);
-	err = err == 0 ? -EEXIST : err == -ENOENT ? 0 : err;
+	err = fsop_name_free(v, dim, name, len);
 	if (err < 0) {
 		goto out_unlock;
 	}
@@ -429,8 +407,7 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 	struct inode_mem *dim = NULL, *sim = NULL, *im = NULL;
 	struct jnl_handle *h = NULL;
 	struct snaps_new nw;
-	uint64_t dir = 0, other;
-	uint8_t type;
+	uint64_t dir = 0;
 	size_t len;
 	int err;
 
@@ -438,7 +415,7 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 	if (err < 0) {
 		return err;
 	}
-	if (snaps_is_dot(name)) {
+	if (fsop_is_dot(name)) {
 		return -EINVAL;
 	}
 	err = fsop_rw(v);
@@ -474,8 +451,7 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 	} else if (sim->di.nlink == 0 || !S_ISREG(sim->di.mode)) {
 		err = -ENOENT;
 	} else {
-		err = fsop_dir_find(v, dim, name, len, &other, &type);
-		err = err == 0 ? -EEXIST : err == -ENOENT ? 0 : err;
+		err = fsop_name_free(v, dim, name, len);
 	}
 	pthread_mutex_unlock(&v->meta_lock);
 	if (err < 0) {
@@ -486,8 +462,7 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 		goto out_put;
 	}
 	pthread_mutex_lock(&v->meta_lock);
-	err = fsop_dir_find(v, dim, name, len, &other, &type);
-	err = err == 0 ? -EEXIST : err == -ENOENT ? 0 : err;
+	err = fsop_name_free(v, dim, name, len);
 	if (err < 0) {
 		goto out_unlock;
 	}

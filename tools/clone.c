@@ -28,30 +28,17 @@
 
 int cmd_clone(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct lunfs_ioc_clone cl;
 	char dcopy[PATH_MAX], ncopy[PATH_MAX];
 	const char *src, *dst, *dir, *name;
 	struct stat sst, dst_st;
 	bool json = false;
-	int c, fd, err;
+	const struct tool_flag flags[] = { { "json", &json }, { NULL, NULL } };
+	int fd, err, ret;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
 	if (argc - optind != 2) {
 		return tool_usage_error(cmd, argc - optind < 2 ? "missing SRC or DST" : "too many arguments");
@@ -104,8 +91,7 @@ int cmd_clone(const struct tool_cmd *cmd, int argc, char **argv)
 		view_j_str(o, "clone", dst);
 		view_j_u64(o, "ino", cl.ino);
 		view_j_u64(o, "size", (uint64_t)sst.st_size);
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							     JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(o);
 		json_object_put(o);
 	} else {
 		char sz[CLI_SIZE_STRLEN];

@@ -3,9 +3,9 @@
  *
  * tools/lunfs.c holds the command table and dispatches; each subcommand
  * lives in its own file (tools/inspect.c, ...) and exports one handler.
- * tools/common.c has what several subcommands need: opening a volume
- * read-only with clear messages, and making on-disk strings and times safe
- * to print. Like the rest of tools/, this is user interface over the
+ * tools/common.c has what several subcommands need: parsing flag options,
+ * opening a volume read-only with clear messages, and making on-disk
+ * strings and times safe to print. Like the rest of tools/, this is user interface over the
  * library; nothing in dev/ format/ lockd/ fs/ calls it.
  */
 #ifndef LUNFS_TOOLS_COMMANDS_H
@@ -57,6 +57,27 @@ int tool_usage_error(const struct tool_cmd *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* "lunfs CMD: <message>" on stderr. */
 void tool_err(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* An option without an argument: --NAME sets *set. */
+struct tool_flag {
+	const char *name;
+	bool *set;
+};
+
+#define TOOL_FLAGS_MAX 8
+/* tool_flags_parse: no exit yet, the operands start at optind. */
+#define TOOL_FLAGS_GO_ON (-1)
+
+/*
+ * The options of a command that has only flags (at most TOOL_FLAGS_MAX,
+ * the table ended by a NULL name) and -h/--help: getopt_long from optind
+ * with `shortopts`, "h", or "+h" to stop at the first operand (a verb that
+ * has options of its own after it). Returns TOOL_FLAGS_GO_ON, or what the
+ * handler returns now: TOOL_EXIT_OK once the help is printed,
+ * TOOL_EXIT_USAGE after "unknown option" (tool_usage_error).
+ */
+int tool_flags_parse(const struct tool_cmd *cmd, int argc, char **argv, const char *shortopts,
+		     const struct tool_flag *flags);
 
 /* A volume opened read-only by a tool. */
 struct tool_volume {

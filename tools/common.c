@@ -11,6 +11,7 @@
  * from sb_read alone.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -50,6 +51,38 @@ void tool_err(const char *cmd, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+}
+
+int tool_flags_parse(const struct tool_cmd *cmd, int argc, char **argv, const char *shortopts,
+		     const struct tool_flag *flags)
+{
+	/* A flag's getopt value: above every character, so that no short
+	 * option stands for it. */
+	enum { FLAG_VAL = 256 };
+	struct option longopts[TOOL_FLAGS_MAX + 2];
+	int n = 0, c;
+
+	for (; flags[n].name != NULL; n++) {
+		if (n == TOOL_FLAGS_MAX) {
+			tool_err(cmd->name, "internal error: more than %d options", TOOL_FLAGS_MAX);
+			return TOOL_EXIT_ERROR;
+		}
+		longopts[n] = (struct option){ flags[n].name, no_argument, NULL, FLAG_VAL + n };
+	}
+	longopts[n] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[n + 1] = (struct option){ NULL, 0, NULL, 0 };
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		if (c >= FLAG_VAL && c < FLAG_VAL + n) {
+			*flags[c - FLAG_VAL].set = true;
+		} else if (c == 'h') {
+			tool_help(cmd);
+			return TOOL_EXIT_OK;
+		} else {
+			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	return TOOL_FLAGS_GO_ON;
 }
 
 const char *tool_decode_str(int err)

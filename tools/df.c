@@ -22,28 +22,15 @@
 
 int cmd_df(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct json_object *arr = NULL;
 	bool json = false;
+	const struct tool_flag flags[] = { { "json", &json }, { NULL, NULL } };
 	unsigned errors = 0;
-	int c;
+	int ret;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
 	if (optind >= argc) {
 		return tool_usage_error(cmd, "missing PATH (a lunfs mount point, or a path on one)");
@@ -93,8 +80,7 @@ int cmd_df(const struct tool_cmd *cmd, int argc, char **argv)
 		struct json_object *root = json_object_new_object();
 
 		view_j_put(root, "volumes", arr);
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								    JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(root);
 		json_object_put(root);
 	}
 	return errors == 0 ? TOOL_EXIT_OK : TOOL_EXIT_ERROR;

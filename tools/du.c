@@ -159,28 +159,15 @@ static void du_path(struct du_ctx *x, const char *path)
 
 int cmd_du(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct du_ctx x;
-	int c;
+	const struct tool_flag flags[] = { { "json", &x.json }, { NULL, NULL } };
+	int ret;
 
 	memset(&x, 0, sizeof(x));
 	x.cmd = cmd->name;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			x.json = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
 	if (optind >= argc) {
 		return tool_usage_error(cmd, "missing PATH");
@@ -202,8 +189,7 @@ int cmd_du(const struct tool_cmd *cmd, int argc, char **argv)
 		view_j_u64(t, "owns_bytes", x.owns);
 		view_j_u64(t, "shares_bytes", x.shares);
 		view_j_put(root, "total", t);
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								    JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(root);
 		json_object_put(root);
 	} else if (x.nfiles > 1) {
 		char a[CLI_SIZE_STRLEN], b[CLI_SIZE_STRLEN], s[CLI_SIZE_STRLEN];

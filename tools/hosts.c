@@ -224,8 +224,7 @@ static void hosts_json(const struct tool_volume *v, const struct lockd_host_info
 		view_j_put(e, "requests", reqs);
 	}
 	view_j_put(root, "hosts", arr);
-	printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-							    JSON_C_TO_STRING_NOSLASHESCAPE));
+	view_j_print(root);
 	json_object_put(root);
 }
 
@@ -280,44 +279,26 @@ static void hosts_print(const struct tool_volume *v, const struct lockd_host_inf
 
 int cmd_hosts(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "no-wait", no_argument, NULL, 'n' },
-		{ "confirm-dead", no_argument, NULL, 'c' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct hosts_opts o = { 0 };
+	const struct tool_flag flags[] = {
+		{ "json", &o.json },
+		{ "all", &o.all },
+		{ "no-wait", &o.no_wait },
+		{ "confirm-dead", &o.confirm_dead },
+		{ NULL, NULL },
+	};
 	struct lockd_host_info *info = NULL;
 	struct lockd_monitor *m = NULL;
 	struct tool_volume v;
 	char dev[PATH_MAX];
 	uint32_t observed_ms = 0;
-	int c, err, ret = TOOL_EXIT_ERROR;
+	int err, ret;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			o.json = true;
-			break;
-		case 'a':
-			o.all = true;
-			break;
-		case 'n':
-			o.no_wait = true;
-			break;
-		case 'c':
-			o.confirm_dead = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
+	ret = TOOL_EXIT_ERROR;
 	if (optind != argc - 1) {
 		return tool_usage_error(cmd, optind >= argc ? "missing DEVICE|MOUNTPOINT" : "too many arguments");
 	}

@@ -6,9 +6,10 @@
  * and the journal. The device is read (read-only, like `lunfs locks`) only
  * to name the host that holds a file when the mount answers EBUSY.
  *
- * Mounts are found in /proc/self/mountinfo: the lunfs mount (type
- * fuse.lunfs) whose mount point is the longest prefix of the path's real
- * path. Its source is the device (the FUSE fsname the daemon sets).
+ * Mounts are found in /proc/self/mountinfo (view_mountinfo_split): the
+ * lunfs mount (type fuse.lunfs) whose mount point is the longest prefix
+ * of the path's real path. Its source is the device (the FUSE fsname the
+ * daemon sets).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,23 +28,7 @@
 #include "lunfs/layout.h"
 #include "lunfs/lock.h"
 #include "lunfs/probe.h"
-
-/* Undo mountinfo's \ooo escapes in place. */
-static void ioc_unescape(char *s)
-{
-	char *o = s;
-
-	while (*s != '\0') {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 4;
-		} else {
-			*o++ = *s++;
-		}
-	}
-	*o = '\0';
-}
+#include "view.h"
 
 /* Is mount point m a prefix of path p at a component boundary? */
 static bool ioc_under(const char *m, const char *p)
@@ -74,38 +59,21 @@ int ioc_mount_of(const char *cmd, const char *path, char *mnt, size_t mlen, char
 		return -ENOENT;
 	}
 	while (getline(&line, &cap, f) > 0) {
-		char *save = NULL, *fields[6] = { NULL }, *sep, *tok, *type, *source;
-		unsigned n = 0;
+		struct view_mount m;
 		size_t len;
 
-		sep = strstr(line, " - ");
-		if (sep == NULL) {
+		if (view_mountinfo_split(line, &m) < 0 || !ioc_under(m.point, real)) {
 			continue;
 		}
-		*sep = '\0';
-		for (tok = strtok_r(line, " ", &save); tok != NULL && n < 6; tok = strtok_r(NULL, " ", &save)) {
-			fields[n++] = tok;
-		}
-		if (n < 5) {
-			continue;
-		}
-		ioc_unescape(fields[4]);
-		if (!ioc_under(fields[4], real)) {
-			continue;
-		}
-		len = strlen(fields[4]);
-		save = NULL;
-		type = strtok_r(sep + 3, " \n", &save);
-		source = strtok_r(NULL, " \n", &save);
+		len = strlen(m.point);
 		/* The deepest mount wins; a later line for the same point is
 		 * a mount over the earlier one. */
 		if (len >= bestlen) {
 			bestlen = len;
-			snprintf(best, sizeof(best), "%s", fields[4]);
-			best_lunfs = type != NULL && strcmp(type, "fuse.lunfs") == 0 && source != NULL;
+			snprintf(best, sizeof(best), "%s", m.point);
+			best_lunfs = m.type != NULL && strcmp(m.type, "fuse.lunfs") == 0 && m.source != NULL;
 			if (best_lunfs) {
-				ioc_unescape(source);
-				snprintf(src, sizeof(src), "%s", source);
+				snprintf(src, sizeof(src), "%s", m.source);
 			}
 		}
 	}

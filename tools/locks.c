@@ -421,35 +421,19 @@ out:
 
 int cmd_locks(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	struct locks_ctx x;
+	const struct tool_flag flags[] = { { "json", &x.json }, { "all", &x.all }, { NULL, NULL } };
 	struct json_object *root = NULL;
 	char dev[PATH_MAX];
-	int c, err, ret = TOOL_EXIT_ERROR;
+	int err, ret;
 
 	memset(&x, 0, sizeof(x));
 	x.cmd = cmd->name;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			x.json = true;
-			break;
-		case 'a':
-			x.all = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
+	ret = TOOL_EXIT_ERROR;
 	if (optind != argc - 1) {
 		return tool_usage_error(cmd, optind >= argc ? "missing DEVICE|MOUNTPOINT" : "too many arguments");
 	}
@@ -498,8 +482,7 @@ int cmd_locks(const struct tool_cmd *cmd, int argc, char **argv)
 		view_j_put(root, "locks", x.jlocks);
 		x.jlocks = NULL;
 		view_j_u64(root, "unreadable_records", x.bad);
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								    JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(root);
 	} else {
 		if (x.shown == 0) {
 			printf("(no lock is held)\n");

@@ -93,8 +93,7 @@ static int snap_change(const struct tool_cmd *cmd, const char *verb, const char 
 			view_j_u64(o, "id", s.id);
 			view_j_u64(o, "ino", s.ino);
 			view_j_str(o, "path", path);
-			printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-								     JSON_C_TO_STRING_NOSLASHESCAPE));
+			view_j_print(o);
 			json_object_put(o);
 		} else if (err == 0) {
 			printf("snapshot '%s' of %s taken (id %" PRIu64 "): %s%s/%s\n", name, image, s.id,
@@ -106,8 +105,7 @@ static int snap_change(const struct tool_cmd *cmd, const char *verb, const char 
 		view_j_str(o, "image", image);
 		view_j_str(o, "name", name);
 		view_j_str(o, "done", req == LUNFS_IOC_SNAP_REVERT ? "reverted" : "deleted");
-		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
-							     JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(o);
 		json_object_put(o);
 	} else if (err == 0 && req == LUNFS_IOC_SNAP_REVERT) {
 		printf("%s: reverted to snapshot '%s'\n", image, name);
@@ -208,8 +206,7 @@ static int snap_list(const struct tool_cmd *cmd, const char *image, bool json)
 		}
 		view_j_put(root, "snapshots", arr);
 		arr = NULL;
-		printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
-								    JSON_C_TO_STRING_NOSLASHESCAPE));
+		view_j_print(root);
 	} else if (n == 0) {
 		printf("%s has no snapshots\n", image);
 	} else {
@@ -239,44 +236,23 @@ out:
 
 int cmd_snapshot(const struct tool_cmd *cmd, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	const char *verb;
 	bool json = false;
-	int c;
+	const struct tool_flag flags[] = { { "json", &json }, { NULL, NULL } };
+	int ret;
 
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, "+h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "+h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
 	if (optind >= argc) {
 		return tool_usage_error(cmd, "missing create, list, revert or delete");
 	}
 	verb = argv[optind++];
 	/* Options may also follow the verb. */
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (c) {
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			tool_help(cmd);
-			return TOOL_EXIT_OK;
-		default:
-			return tool_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
-		}
+	ret = tool_flags_parse(cmd, argc, argv, "h", flags);
+	if (ret != TOOL_FLAGS_GO_ON) {
+		return ret;
 	}
 	if (strcmp(verb, "list") == 0 || strcmp(verb, "ls") == 0) {
 		if (argc - optind != 1) {

@@ -1,5 +1,5 @@
 /*
- * Helpers shared by `lunfs hosts` and `lunfs locks` (tools/view.h).
+ * Helpers shared by the `lunfs` commands that show things (tools/view.h).
  *
  * Mount points: /proc/self/mountinfo lines are
  *   ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
@@ -36,6 +36,34 @@ static void mi_unescape(char *s)
 	*o = '\0';
 }
 
+int view_mountinfo_split(char *line, struct view_mount *m)
+{
+	char *save = NULL, *fields[6] = { NULL }, *sep, *tok;
+	unsigned n = 0;
+
+	memset(m, 0, sizeof(*m));
+	sep = strstr(line, " - ");
+	if (sep == NULL) {
+		return -EINVAL;
+	}
+	*sep = '\0';
+	for (tok = strtok_r(line, " ", &save); tok != NULL && n < 6; tok = strtok_r(NULL, " ", &save)) {
+		fields[n++] = tok;
+	}
+	if (n < 5) {
+		return -EINVAL;
+	}
+	m->point = fields[4];
+	mi_unescape(m->point);
+	save = NULL;
+	m->type = strtok_r(sep + 3, " \n", &save);
+	m->source = strtok_r(NULL, " \n", &save);
+	if (m->source != NULL) {
+		mi_unescape(m->source);
+	}
+	return 0;
+}
+
 int view_device_resolve(const char *cmd, const char *arg, char *dev, size_t len)
 {
 	char real[PATH_MAX];
@@ -58,37 +86,20 @@ int view_device_resolve(const char *cmd, const char *arg, char *dev, size_t len)
 		return -ENOENT;
 	}
 	while (getline(&line, &cap, f) > 0) {
-		char *save = NULL, *fields[6] = { NULL }, *sep, *tok;
-		unsigned n = 0;
+		struct view_mount m;
 
-		sep = strstr(line, " - ");
-		if (sep == NULL) {
+		if (view_mountinfo_split(line, &m) < 0 || strcmp(m.point, real) != 0) {
 			continue;
 		}
-		*sep = '\0';
-		for (tok = strtok_r(line, " ", &save); tok != NULL && n < 6; tok = strtok_r(NULL, " ", &save)) {
-			fields[n++] = tok;
-		}
-		if (n < 5) {
-			continue;
-		}
-		mi_unescape(fields[4]);
-		if (strcmp(fields[4], real) != 0) {
-			continue;
-		}
-		save = NULL;
-		tok = strtok_r(sep + 3, " \n", &save);
-		if (tok == NULL || strcmp(tok, "fuse.lunfs") != 0) {
+		if (m.type == NULL || strcmp(m.type, "fuse.lunfs") != 0) {
 			/* A later line may mount over it: keep looking. */
 			err = -EMEDIUMTYPE;
 			continue;
 		}
-		tok = strtok_r(NULL, " \n", &save);
-		if (tok == NULL) {
+		if (m.source == NULL) {
 			continue;
 		}
-		mi_unescape(tok);
-		snprintf(dev, len, "%s", tok);
+		snprintf(dev, len, "%s", m.source);
 		err = 0;
 	}
 	free(line);
@@ -155,6 +166,12 @@ struct json_object *view_j_push_obj(struct json_object *arr)
 		o = NULL;
 	}
 	return o;
+}
+
+void view_j_print(struct json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							 JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 char *view_fmt_ago(uint64_t ns, char *buf, size_t len)

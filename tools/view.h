@@ -1,7 +1,8 @@
 /*
- * What `lunfs hosts` and `lunfs locks` share (tools/view.c): finding the
- * device behind a mount point, and small json-c helpers that tolerate
- * allocation failure. User interface only; the library never calls it.
+ * What the `lunfs` commands that show things share (tools/view.c): reading
+ * /proc/self/mountinfo, finding the device behind a mount point, and small
+ * json-c helpers that tolerate allocation failure. User interface only;
+ * the library never calls it.
  */
 #ifndef LUNFS_TOOLS_VIEW_H
 #define LUNFS_TOOLS_VIEW_H
@@ -10,6 +11,18 @@
 #include <stdint.h>
 
 #include <json-c/json.h>
+
+/* One line of /proc/self/mountinfo, split in place (the line is changed):
+ * the mount point and the source with their \ooo escapes undone. type and
+ * source are NULL when the line stops before them. */
+struct view_mount {
+	char *point;
+	char *type;
+	char *source;
+};
+
+/* 0, or -EINVAL for a line without the fields up to the mount point. */
+int view_mountinfo_split(char *line, struct view_mount *m);
 
 /* DEVICE|MOUNTPOINT: a directory is looked up in /proc/self/mountinfo as
  * the mount point of a fuse.lunfs mount, whose source (fsname) is the
@@ -26,6 +39,9 @@ void view_j_null(struct json_object *o, const char *k);
 /* "k_ns": ns and "k": the UTC text, or null for 0. */
 void view_j_time(struct json_object *o, const char *k, uint64_t ns);
 struct json_object *view_j_push_obj(struct json_object *arr);
+/* o on stdout as the commands' --json prints it: indented, '/' as is,
+ * and a newline. */
+void view_j_print(struct json_object *o);
 
 /* "3 s ago", "2 min ago", "in the future" for a wall-clock ns. */
 char *view_fmt_ago(uint64_t ns, char *buf, size_t len);

@@ -1,11 +1,9 @@
 /*
- * Several hosts on one volume (fs/cluster.c, docs/DESIGN.md 5 and 6):
- * every "host" is its own vol_mount over its own open of one image file
- * on /dev/shm, with its own lockd, heartbeat and monitor threads on the
- * real clock (short timing: hb 100 ms, io 300 ms, dead 1000 ms), so the
- * hosts share nothing but the disk, as separate machines would. Each
- * host's device sits under a fault layer so that a test can "crash" a
- * host: every later I/O of it fails, and its teardown writes nothing.
+ * Several hosts on one volume (fs/cluster.c, docs/DESIGN.md 5 and 6), on
+ * the fixture of fs_testhosts.h: every "host" is its own vol_mount over
+ * its own open of one image file on /dev/shm, with its own lockd threads
+ * on the real clock, so the hosts share nothing but the disk; a test can
+ * "crash" a host through its fault layer.
  *
  * No timing assertions: waits poll for a state with a generous bound.
  *
@@ -29,7 +27,7 @@
 #include <unistd.h>
 
 #include "../../fs/fs_internal.h"
-#include "lunfs/check.h"
+#include "fs_testhosts.h"
 #include "lunfs/dev.h"
 #include "lunfs/fs.h"
 #include "lunfs/lock.h"
@@ -38,19 +36,10 @@
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
-#define VOL_SIZE (256ull * MiB)
-#define FBS (64u * 1024u)
 #define WAIT_MAX_MS 20000u
 
-struct host {
-	struct lunfs_dev *dev;       /* the fault layer over our own open of the image */
-	struct lunfs_fault *fault;
-	struct lunfs_vol *v;
-	char name[16];
-};
-
-static char img_path[64];
-/* The backend of the volumes img_create makes (main sets it per run). */
+static char img_path[FS_TESTHOSTS_PATH_LEN];
+/* The backend of the volumes setup makes (main sets it per run). */
 static enum lunfs_caw_backend vol_caw = LUNFS_CAW_LOCAL;
 
 static void sleep_ms(unsigned ms)
@@ -58,120 +47,6 @@ static void sleep_ms(unsigned ms)
 	struct timespec ts = { .tv_sec = ms / 1000u, .tv_nsec = (long)(ms % 1000u) * 1000000l };
 
 	nanosleep(&ts, NULL);
-}
-
-static void img_create(void)
-{
-	struct lunfs_vol_create_opts co;
-	struct lunfs_dev *d = NULL;
-	int fd;
-
-	snprintf(img_path, sizeof(img_path), "/dev/shm/lunfs-test-cluster-XXXXXX");
-	fd = mkstemp(img_path);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(ftruncate(fd, (off_t)VOL_SIZE), 0);
-	close(fd);
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
-	memset(&co, 0, sizeof(co));
-	co.layout.file_block_size = FBS;
-	co.layout.cluster_size = 4 * MiB;
-	co.layout.max_hosts = 4;
-	co.layout.journal_size = 2 * MiB;
-	co.layout.hb_interval_ms = 100;
-	co.layout.io_deadline_ms = 300;
-	co.layout.dead_timeout_ms = 1000;
-	co.label = "cluster";
-	co.caw = vol_caw;
-	ck_assert_int_eq(vol_create(d, &co, NULL, NULL, NULL), 0);
-	dev_close(d);
-}
-
-static void img_remove(void)
-{
-	if (img_path[0] != '\0') {
-		unlink(img_path);
-		img_path[0] = '\0';
-	}
-}
-
-static void host_mount(struct host *h, const char *name)
-{
-	struct lunfs_mount_opts mo;
-	struct lunfs_dev *d = NULL;
-	const char *why = NULL;
-	int err;
-
-	memset(h, 0, sizeof(*h));
-	snprintf(h->name, sizeof(h->name), "%s", name);
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
-	ck_assert_int_eq(dev_fault_open(d, &h->dev, &h->fault), 0);
-	memset(&mo, 0, sizeof(mo));
-	mo.host_name = h->name;
-	mo.why = &why;
-	err = vol_mount(h->dev, &mo, &h->v);
-	ck_assert_msg(err == 0, "mount %s: %d (%s)", name, err, why ? why : "?");
-}
-
-static void host_unmount(struct host *h)
-{
-	if (h->v != NULL) {
-		ck_assert_int_eq(vol_unmount(h->v), 0);
-		h->v = NULL;
-	}
-	if (h->dev != NULL) {
-		dev_close(h->dev);
-		h->dev = NULL;
-	}
-}
-
-/* Power off: from now on nothing this host does reaches the disk, then
- * its memory is torn down. Its slot stops being renewed. */
-static void host_crash(struct host *h)
-{
-	dev_fault_fail_nth(h->fault, LUNFS_FAULT_ALL, 1, -EIO, true);
-	if (h->v != NULL) {
-		(void)vol_unmount(h->v);
-		h->v = NULL;
-	}
-	dev_close(h->dev);
-	h->dev = NULL;
-}
-
-/* Test teardown that never asserts (a failed test still cleans up). */
-static void host_drop(struct host *h)
-{
-	if (h->v != NULL) {
-		(void)vol_unmount(h->v);
-		h->v = NULL;
-	}
-	if (h->dev != NULL) {
-		dev_close(h->dev);
-		h->dev = NULL;
-	}
-}
-
-static void check_clean(const char *ctx)
-{
-	struct check_opts o = { .repair = false, .live_wait_max_ms = 1 };
-	struct check_result res;
-	struct lunfs_dev *d = NULL;
-	const char *why = NULL;
-	uint64_t problems = 0;
-	int err;
-
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
-	memset(&res, 0, sizeof(res));
-	err = check_run(d, &o, &res, &why);
-	dev_close(d);
-	ck_assert_msg(err == 0, "%s: check_run %d (%s)", ctx, err, why ? why : "?");
-	for (int pb = 0; pb < CHECK_PB_COUNT; pb++) {
-		problems += res.found[pb];
-		if (res.found[pb] != 0) {
-			fprintf(stderr, "%s: %" PRIu64 " x %s\n", ctx, res.found[pb], check_pb_name(pb));
-		}
-	}
-	ck_assert_msg(problems == 0, "%s: %" PRIu64 " problems", ctx, problems);
-	ck_assert_int_eq(res.journals_pending, 0);
 }
 
 static const struct lunfs_cred cred = { .uid = 0, .gid = 0, .umask = 022 };
@@ -184,7 +59,7 @@ static void fill(uint8_t *buf, size_t len, uint32_t seed)
 }
 
 /* Create `name` in the root and write len bytes of pattern seed. */
-static uint64_t file_make(struct host *h, const char *name, size_t len, uint32_t seed)
+static uint64_t file_make(struct fs_testhost *h, const char *name, size_t len, uint32_t seed)
 {
 	struct lunfs_attr a;
 	struct lunfs_fh *fh = NULL;
@@ -200,7 +75,7 @@ static uint64_t file_make(struct host *h, const char *name, size_t len, uint32_t
 	return a.ino;
 }
 
-static void file_append(struct host *h, uint64_t ino, size_t len, uint32_t seed)
+static void file_append(struct fs_testhost *h, uint64_t ino, size_t len, uint32_t seed)
 {
 	struct lunfs_attr a;
 	struct lunfs_fh *fh = NULL;
@@ -215,7 +90,7 @@ static void file_append(struct host *h, uint64_t ino, size_t len, uint32_t seed)
 	free(buf);
 }
 
-static void file_expect(struct host *h, uint64_t ino, uint64_t off, size_t len, uint32_t seed)
+static void file_expect(struct fs_testhost *h, uint64_t ino, uint64_t off, size_t len, uint32_t seed)
 {
 	struct lunfs_fh *fh = NULL;
 	uint8_t *want = malloc(len), *got = malloc(len);
@@ -231,7 +106,7 @@ static void file_expect(struct host *h, uint64_t ino, uint64_t off, size_t len, 
 	free(got);
 }
 
-static uint64_t lookup_ino(struct host *h, const char *name)
+static uint64_t lookup_ino(struct fs_testhost *h, const char *name)
 {
 	struct lunfs_attr a;
 
@@ -241,7 +116,7 @@ static uint64_t lookup_ino(struct host *h, const char *name)
 }
 
 /* Poll until `slot` is FREE as `obs` sees it (the recovery finished). */
-static bool wait_slot_free(struct host *obs, uint32_t slot)
+static bool wait_slot_free(struct fs_testhost *obs, uint32_t slot)
 {
 	for (unsigned ms = 0; ms < WAIT_MAX_MS; ms += 20) {
 		if (lockd_host_state(obs->v->ld, slot, NULL) == LOCKD_HOST_FREE) {
@@ -254,12 +129,12 @@ static bool wait_slot_free(struct host *obs, uint32_t slot)
 
 static void setup(void)
 {
-	img_create();
+	fs_testhosts_img_create(img_path, "cluster", vol_caw);
 }
 
 static void teardown(void)
 {
-	img_remove();
+	fs_testhosts_img_remove(img_path);
 }
 
 /* ---- increment 1: cluster hand-off and recovery ------------------------------ */
@@ -270,17 +145,17 @@ static void teardown(void)
  * and must pick others. The bitmaps stay consistent. */
 START_TEST(test_cluster_handoff)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	uint64_t fa, fb;
 	struct lunfs_setattr sa = { .valid = LUNFS_SET_SIZE, .size = 0 };
 	struct lunfs_attr at;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
+	fs_testhosts_mount(&a, img_path, "a");
 	fa = file_make(&a, "fa", 1 * MiB, 1);
 	fb = file_make(&a, "fb", 2 * MiB, 2);
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
-	host_mount(&b, "b");
+	fs_testhosts_mount(&b, img_path, "b");
 	ck_assert_uint_eq(lookup_ino(&b, "fb"), fb);
 	file_expect(&b, fb, 0, 2 * MiB, 2);
 	/* fb's blocks and map nodes lie in clusters A holds. */
@@ -295,9 +170,9 @@ START_TEST(test_cluster_handoff)
 	file_expect(&b, fb, 3 * 256 * KiB, 256 * KiB, 13);
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
 	ck_assert_int_eq(fsop_syncfs(b.v), 0);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("handoff");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "handoff");
 }
 END_TEST
 
@@ -307,15 +182,15 @@ END_TEST
  * back on B. */
 START_TEST(test_cluster_recover)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_fh *fh = NULL;
 	struct lunfs_attr at;
 	uint64_t keep, victim;
 	uint32_t aslot;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	aslot = a.v->slot;
 	keep = file_make(&a, "keep", 512 * KiB, 5);
 	victim = file_make(&a, "victim", 1 * MiB, 6);
@@ -326,15 +201,15 @@ START_TEST(test_cluster_recover)
 	 * which is also a case to cover). */
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
 	(void)at;
-	host_crash(&a);
+	fs_testhosts_crash(&a);
 	ck_assert_msg(wait_slot_free(&b, aslot), "slot %u was not recovered", aslot);
 	/* B caches nothing of A's files yet: what it reads now is the disk. */
 	mc_drop_clean(b.v->mc);
 	ck_assert_uint_eq(lookup_ino(&b, "keep"), keep);
 	file_expect(&b, keep, 0, 512 * KiB, 5);
-	host_unmount(&b);
-	check_clean("recover");
-	host_drop(&a);
+	fs_testhosts_unmount(&b);
+	fs_testhosts_check_clean(img_path, "recover");
+	fs_testhosts_drop(&a);
 }
 END_TEST
 
@@ -345,18 +220,18 @@ END_TEST
  * reads exactly A's bytes (cold migration). */
 START_TEST(test_cluster_open_excl)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_fh *fa = NULL, *fb = NULL, *ra = NULL, *rb = NULL;
 	struct lunfs_setattr sa = { .valid = LUNFS_SET_SIZE, .size = 0 };
 	struct lunfs_attr at;
 	uint64_t img, base;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
+	fs_testhosts_mount(&a, img_path, "a");
 	img = file_make(&a, "vm1.img", 1 * MiB, 7);
 	base = file_make(&a, "base.img", 256 * KiB, 8);
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
-	host_mount(&b, "b");
+	fs_testhosts_mount(&b, img_path, "b");
 	ck_assert_uint_eq(lookup_ino(&b, "vm1.img"), img);
 
 	ck_assert_int_eq(fsop_open(a.v, img, O_RDWR, &fa), 0);
@@ -385,14 +260,14 @@ START_TEST(test_cluster_open_excl)
 	ck_assert_int_eq(fsop_open(b.v, img, O_WRONLY, &fb), 0);
 	ck_assert_int_eq(fsop_open(a.v, img, O_WRONLY, &fa), -EBUSY);
 	ck_assert_int_eq(fsop_release(b.v, fb), 0);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("open_excl");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "open_excl");
 }
 END_TEST
 
 /* The mode of ino's lock record as `obs` reads it. */
-static uint8_t lock_mode_on_disk(struct host *obs, uint64_t ino)
+static uint8_t lock_mode_on_disk(struct fs_testhost *obs, uint64_t ino)
 {
 	struct lunfs_lock rec;
 	uint64_t addr = 0;
@@ -408,14 +283,14 @@ static uint8_t lock_mode_on_disk(struct host *obs, uint64_t ino)
  * bytes. An open again before the sweep keeps the lock. */
 START_TEST(test_cluster_close_releases)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_fh *fa = NULL, *fb = NULL;
 	uint64_t img;
 	unsigned ms;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	img = file_make(&a, "vm.img", 256 * KiB, 4);
 	ck_assert_int_eq(fsop_open(a.v, img, O_RDWR, &fa), 0);
 	ck_assert_uint_eq(lock_mode_on_disk(&b, img), LUNFS_LOCK_EXCLUSIVE);
@@ -429,9 +304,9 @@ START_TEST(test_cluster_close_releases)
 	file_expect(&b, img, 0, 256 * KiB, 4);
 	file_expect(&b, img, 256 * KiB, 64 * KiB, 5);
 	ck_assert_int_eq(fsop_release(b.v, fb), 0);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("close_releases");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "close_releases");
 }
 END_TEST
 
@@ -439,17 +314,17 @@ END_TEST
  * write that would allocate is refused. */
 START_TEST(test_cluster_multiwriter)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_fh *fa = NULL, *fb = NULL;
 	uint64_t ino;
 	uint8_t buf[4096];
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
+	fs_testhosts_mount(&a, img_path, "a");
 	ino = file_make(&a, "shared.disk", 1 * MiB, 3);
 	ck_assert_int_eq(fsop_setxattr(a.v, ino, "user.lunfs.multiwriter", "1", 1, 0), 0);
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
-	host_mount(&b, "b");
+	fs_testhosts_mount(&b, img_path, "b");
 	ck_assert_int_eq(fsop_open(a.v, ino, O_RDWR, &fa), 0);
 	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), 0);
 	ck_assert(fsop_fh_direct(fa));
@@ -462,9 +337,9 @@ START_TEST(test_cluster_multiwriter)
 	ck_assert_uint_eq(buf[0], 0xbb);
 	ck_assert_int_eq(fsop_release(a.v, fa), 0);
 	ck_assert_int_eq(fsop_release(b.v, fb), 0);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("multiwriter");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "multiwriter");
 }
 END_TEST
 
@@ -472,14 +347,14 @@ END_TEST
  * it for write. */
 START_TEST(test_cluster_takeover)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_fh *fa = NULL, *fb = NULL;
 	uint64_t ino;
 	uint32_t aslot;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	aslot = a.v->slot;
 	ino = file_make(&a, "vm2.img", 512 * KiB, 4);
 	ck_assert_int_eq(fsop_open(a.v, ino, O_RDWR, &fa), 0);
@@ -487,14 +362,14 @@ START_TEST(test_cluster_takeover)
 	mc_drop_clean(b.v->mc);
 	ck_assert_uint_eq(lookup_ino(&b, "vm2.img"), ino);
 	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), -EBUSY);
-	host_crash(&a);
+	fs_testhosts_crash(&a);
 	ck_assert_msg(wait_slot_free(&b, aslot), "slot %u was not recovered", aslot);
 	ck_assert_int_eq(fsop_open(b.v, ino, O_RDWR, &fb), 0);
 	file_expect(&b, ino, 0, 512 * KiB, 4);
 	ck_assert_int_eq(fsop_release(b.v, fb), 0);
-	host_unmount(&b);
-	check_clean("takeover");
-	host_drop(&a);
+	fs_testhosts_unmount(&b);
+	fs_testhosts_check_clean(img_path, "takeover");
+	fs_testhosts_drop(&a);
 }
 END_TEST
 
@@ -534,7 +409,7 @@ static bool names_has(const struct names *ns, const char *name)
 
 /* List dir on h (readdirplus with plus: the lookup references it takes
  * are given back). */
-static void dir_list(struct host *h, uint64_t dir, bool plus, struct names *ns)
+static void dir_list(struct fs_testhost *h, uint64_t dir, bool plus, struct names *ns)
 {
 	ns->n = 0;
 	ck_assert_int_eq(fsop_readdir(h->v, dir, 0, plus, names_fill, ns), 0);
@@ -549,7 +424,7 @@ static void dir_list(struct host *h, uint64_t dir, bool plus, struct names *ns)
 	}
 }
 
-static uint64_t lookup_in(struct host *h, uint64_t dir, const char *name, int want)
+static uint64_t lookup_in(struct fs_testhost *h, uint64_t dir, const char *name, int want)
 {
 	struct lunfs_attr a;
 	int err = fsop_lookup(h->v, dir, name, &a);
@@ -562,7 +437,7 @@ static uint64_t lookup_in(struct host *h, uint64_t dir, const char *name, int wa
 	return a.ino;
 }
 
-static uint64_t mkdir_in(struct host *h, uint64_t dir, const char *name)
+static uint64_t mkdir_in(struct fs_testhost *h, uint64_t dir, const char *name)
 {
 	struct lunfs_attr a;
 
@@ -571,7 +446,7 @@ static uint64_t mkdir_in(struct host *h, uint64_t dir, const char *name)
 	return a.ino;
 }
 
-static void mknod_in(struct host *h, uint64_t dir, const char *name)
+static void mknod_in(struct fs_testhost *h, uint64_t dir, const char *name)
 {
 	struct lunfs_attr a;
 	int err = fsop_mknod(h->v, &cred, dir, name, S_IFREG | 0644, 0, &a);
@@ -586,7 +461,7 @@ static void mknod_in(struct host *h, uint64_t dir, const char *name)
  * emptied is removed by A. fsck is clean. */
 START_TEST(test_cluster_dir_coherent)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct names ns = { .cap = 64 };
 	struct lunfs_attr at;
 	uint64_t ra, rb, d, src, sub, dst, e;
@@ -595,8 +470,8 @@ START_TEST(test_cluster_dir_coherent)
 	memset(&b, 0, sizeof(b));
 	ns.name = calloc(ns.cap, sizeof(ns.name[0]));
 	ck_assert_ptr_nonnull(ns.name);
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	ra = vol_root_ino(a.v);
 	rb = vol_root_ino(b.v);
 	d = mkdir_in(&a, ra, "d");
@@ -676,9 +551,9 @@ START_TEST(test_cluster_dir_coherent)
 	ck_assert_int_eq(fsop_getattr(b.v, d, &at), 0);
 	ck_assert_uint_eq(at.mode & 07777, 0700);
 
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("dir_coherent");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "dir_coherent");
 	free(ns.name);
 }
 END_TEST
@@ -686,7 +561,7 @@ END_TEST
 #define CONC_NAMES 200u
 
 struct conc_arg {
-	struct host *h;
+	struct fs_testhost *h;
 	uint64_t dir;
 	int err;
 };
@@ -716,7 +591,7 @@ static void *conc_create(void *p)
  * both then list all 400, and fsck is clean. */
 START_TEST(test_cluster_dir_concurrent)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct names ns = { .cap = 2 * CONC_NAMES + 8 };
 	struct conc_arg ca, cb;
 	pthread_t ta, tb;
@@ -726,8 +601,8 @@ START_TEST(test_cluster_dir_concurrent)
 	memset(&b, 0, sizeof(b));
 	ns.name = calloc(ns.cap, sizeof(ns.name[0]));
 	ck_assert_ptr_nonnull(ns.name);
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	d = mkdir_in(&a, vol_root_ino(a.v), "shared");
 	ck_assert_uint_eq(lookup_in(&b, vol_root_ino(b.v), "shared", 0), d);
 	ca = (struct conc_arg){ .h = &a, .dir = d };
@@ -748,9 +623,9 @@ START_TEST(test_cluster_dir_concurrent)
 		snprintf(nm, sizeof(nm), "b-%u", i);
 		ck_assert_msg(names_has(&ns, nm), "%s missing on b", nm);
 	}
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("dir_concurrent");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "dir_concurrent");
 	free(ns.name);
 }
 END_TEST
@@ -762,7 +637,7 @@ END_TEST
  * root. Now at most one move succeeds in each round (the other is EINVAL:
  * into its own subtree), and fsck is clean. */
 struct move_arg {
-	struct host *h;
+	struct fs_testhost *h;
 	pthread_barrier_t *go;
 	uint64_t from, to;
 	const char *name;
@@ -781,14 +656,14 @@ static void *move_dir(void *p)
 #define MOVE_ROUNDS 6u
 START_TEST(test_cluster_cross_moves)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	pthread_barrier_t go;
 	uint64_t r1, r2, P, Q, p1, q1;
 	unsigned wins_a = 0, wins_b = 0;
 
 	memset(&b, 0, sizeof(b));
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	r1 = mkdir_in(&a, vol_root_ino(a.v), "r1");
 	r2 = mkdir_in(&a, vol_root_ino(a.v), "r2");
 	P = mkdir_in(&a, r1, "P");
@@ -819,9 +694,9 @@ START_TEST(test_cluster_cross_moves)
 	}
 	pthread_barrier_destroy(&go);
 	ck_assert_uint_eq(wins_a + wins_b, MOVE_ROUNDS);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("cross_moves");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "cross_moves");
 }
 END_TEST
 

@@ -25,8 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fs_testcheck.h"
 #include "fs_testvol.h"
-#include "lunfs/check.h"
 #include "lunfs/fs.h"
 
 struct eio_run {
@@ -114,26 +114,6 @@ static void eio_workload(struct fs_testvol *t, struct eio_run *r, int round)
 	fsop_forget(v, d.ino, 1);
 }
 
-static void check_clean(struct fs_testvol *t, const char *ctx)
-{
-	struct check_opts o = { .repair = false, .live_wait_max_ms = 1 };
-	struct check_result res;
-	const char *why = NULL;
-	uint64_t problems = 0;
-	int err;
-
-	memset(&res, 0, sizeof(res));
-	err = check_run(t->dev, &o, &res, &why);
-	ck_assert_msg(err == 0, "%s: check_run %d (%s)", ctx, err, why ? why : "?");
-	for (int pb = 0; pb < CHECK_PB_COUNT; pb++) {
-		problems += res.found[pb];
-		if (res.found[pb] != 0) {
-			fprintf(stderr, "%s: %" PRIu64 " x %s\n", ctx, res.found[pb], check_pb_name(pb));
-		}
-	}
-	ck_assert_msg(problems == 0, "%s: %" PRIu64 " problems", ctx, problems);
-}
-
 static const unsigned eio_ops[] = { LUNFS_FAULT_READ, LUNFS_FAULT_WRITE, LUNFS_FAULT_FLUSH };
 static const char *const eio_names[] = { "read", "write", "flush" };
 
@@ -178,7 +158,7 @@ START_TEST(test_eio_then_clean)
 		err = fs_testvol_mount(&t);
 		ck_assert_msg(err == 0, "%s: remount %d", ctx, err);
 		ck_assert_int_eq(fs_testvol_unmount(&t), 0);
-		check_clean(&t, ctx);
+		fs_testcheck_clean(t.dev, ctx, NULL);
 		fs_testvol_destroy(&t);
 	}
 	/* Every armed fault inside the workload's I/O must have reached the

@@ -1,9 +1,9 @@
 /*
  * Snapshots and clones across hosts (fs/fsops_snap.c, docs/DESIGN.md
- * "Snapshots and clones", the cross-host refcount rule). Two "hosts" are
- * two vol_mounts of one image file on /dev/shm, each with its own lockd
- * threads on the real clock and short timing (hb 100 ms, io 300 ms, dead
- * 1000 ms): they share nothing but the disk.
+ * "Snapshots and clones", the cross-host refcount rule). Two "hosts"
+ * (fs_testhosts.h) are two vol_mounts of one image file on /dev/shm, each
+ * with its own lockd threads on the real clock and short timing (hb 100
+ * ms, io 300 ms, dead 1000 ms): they share nothing but the disk.
  *   - a clone made on A reads the same on B;
  *   - B's snapshot of an image that A has open for write: EBUSY; once A
  *     has closed it, B's snapshot has every byte A wrote;
@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "../../fs/fs_internal.h"
-#include "lunfs/check.h"
+#include "fs_testhosts.h"
 #include "lunfs/layout.h"
 #include "lunfs/lock.h"
 #include "lunfs/lockd.h"
@@ -35,100 +35,21 @@
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
-#define VOL_SIZE (256ull * MiB)
-#define FBS (64u * 1024u)
 
-struct host {
-	struct lunfs_dev *dev;
-	struct lunfs_vol *v;
-	char name[16];
-};
-
-static char img_path[64];
+static char img_path[FS_TESTHOSTS_PATH_LEN];
 static const struct lunfs_cred CR = { .uid = 0, .gid = 0, .umask = 022 };
 
 static void setup(void)
 {
-	struct lunfs_vol_create_opts co;
-	struct lunfs_dev *d = NULL;
-	int fd;
-
-	snprintf(img_path, sizeof(img_path), "/dev/shm/lunfs-test-snaphosts-XXXXXX");
-	fd = mkstemp(img_path);
-	ck_assert_int_ge(fd, 0);
-	ck_assert_int_eq(ftruncate(fd, (off_t)VOL_SIZE), 0);
-	close(fd);
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
-	memset(&co, 0, sizeof(co));
-	co.layout.file_block_size = FBS;
-	co.layout.cluster_size = 4 * MiB;
-	co.layout.max_hosts = 4;
-	co.layout.journal_size = 2 * MiB;
-	co.layout.hb_interval_ms = 100;
-	co.layout.io_deadline_ms = 300;
-	co.layout.dead_timeout_ms = 1000;
-	co.label = "snaphosts";
-	co.caw = LUNFS_CAW_LOCAL;
-	ck_assert_int_eq(vol_create(d, &co, NULL, NULL, NULL), 0);
-	dev_close(d);
+	fs_testhosts_img_create(img_path, "snaphosts", LUNFS_CAW_LOCAL);
 }
 
 static void teardown(void)
 {
-	if (img_path[0] != '\0') {
-		unlink(img_path);
-		img_path[0] = '\0';
-	}
+	fs_testhosts_img_remove(img_path);
 }
 
-static void host_mount(struct host *h, const char *name)
-{
-	struct lunfs_mount_opts mo;
-	const char *why = NULL;
-	int err;
-
-	memset(h, 0, sizeof(*h));
-	snprintf(h->name, sizeof(h->name), "%s", name);
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &h->dev), 0);
-	memset(&mo, 0, sizeof(mo));
-	mo.host_name = h->name;
-	mo.why = &why;
-	err = vol_mount(h->dev, &mo, &h->v);
-	ck_assert_msg(err == 0, "mount %s: %d (%s)", name, err, why ? why : "?");
-}
-
-static void host_unmount(struct host *h)
-{
-	ck_assert_int_eq(vol_unmount(h->v), 0);
-	h->v = NULL;
-	dev_close(h->dev);
-	h->dev = NULL;
-}
-
-static void check_clean(const char *ctx)
-{
-	struct check_opts o = { .repair = false, .live_wait_max_ms = 1 };
-	struct check_result res;
-	struct lunfs_dev *d = NULL;
-	const char *why = NULL;
-	uint64_t problems = 0;
-	int err;
-
-	ck_assert_int_eq(dev_file_open(img_path, NULL, &d), 0);
-	memset(&res, 0, sizeof(res));
-	err = check_run(d, &o, &res, &why);
-	dev_close(d);
-	ck_assert_msg(err == 0, "%s: check_run %d (%s)", ctx, err, why ? why : "?");
-	for (int pb = 0; pb < CHECK_PB_COUNT; pb++) {
-		problems += res.found[pb];
-		if (res.found[pb] != 0) {
-			fprintf(stderr, "%s: %" PRIu64 " x %s\n", ctx, res.found[pb], check_pb_name(pb));
-		}
-	}
-	ck_assert_msg(problems == 0, "%s: %" PRIu64 " problems", ctx, problems);
-}
-
-static uint64_t lookup(struct host *h, uint64_t dir, const char *name)
+static uint64_t lookup(struct fs_testhost *h, uint64_t dir, const char *name)
 {
 	struct lunfs_attr a;
 
@@ -137,7 +58,7 @@ static uint64_t lookup(struct host *h, uint64_t dir, const char *name)
 	return a.ino;
 }
 
-static void put(struct host *h, uint64_t ino, uint32_t seed, uint64_t off, uint64_t len)
+static void put(struct fs_testhost *h, uint64_t ino, uint32_t seed, uint64_t off, uint64_t len)
 {
 	struct lunfs_fh *fh;
 	uint8_t *buf = malloc(len);
@@ -154,7 +75,7 @@ static void put(struct host *h, uint64_t ino, uint32_t seed, uint64_t off, uint6
 
 /* The mode in which h holds the lock of the FILE cluster of ino's block
  * lblk (LUNFS_LOCK_FREE: it does not). */
-static uint8_t cluster_held(struct host *h, uint64_t ino, uint64_t lblk)
+static uint8_t cluster_held(struct fs_testhost *h, uint64_t ino, uint64_t lblk)
 {
 	const struct lunfs_super *sb = vol_super(h->v);
 	struct lunfs_map_entry e;
@@ -171,7 +92,7 @@ static uint8_t cluster_held(struct host *h, uint64_t ino, uint64_t lblk)
 	return lockd_held(h->v->ld, layout_cluster_lock_addr(sb, ci));
 }
 
-static uint32_t sum(struct host *h, uint64_t ino)
+static uint32_t sum(struct fs_testhost *h, uint64_t ino)
 {
 	struct lunfs_attr a;
 	struct lunfs_fh *fh;
@@ -195,14 +116,14 @@ static uint32_t sum(struct host *h, uint64_t ino)
 
 START_TEST(test_hosts_clone_read_elsewhere)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_attr at;
 	struct lunfs_fh *fh = NULL;
 	uint64_t f, g;
 	uint32_t cf;
 
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	ck_assert_int_eq(fsop_create(a.v, &CR, vol_root_ino(a.v), "f", 0644, O_RDWR, &at, &fh), 0);
 	ck_assert_int_eq(fsop_release(a.v, fh), 0);
 	f = at.ino;
@@ -235,22 +156,22 @@ START_TEST(test_hosts_clone_read_elsewhere)
 	put(&b, g, 2, 10, 1000);
 	ck_assert_uint_eq(sum(&a, f), cf);
 	ck_assert_uint_ne(sum(&a, g), cf);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("clone read elsewhere");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "clone read elsewhere");
 }
 END_TEST
 
 START_TEST(test_hosts_snapshot_busy_and_refcounts)
 {
-	struct host a, b;
+	struct fs_testhost a, b;
 	struct lunfs_attr at;
 	struct lunfs_fh *fa = NULL;
 	uint64_t img, s1;
 	uint32_t c1, c2;
 
-	host_mount(&a, "a");
-	host_mount(&b, "b");
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
 	ck_assert_int_eq(fsop_create(a.v, &CR, vol_root_ino(a.v), "vm.img", 0644, O_RDWR, &at, &fa), 0);
 	img = at.ino;
 	fsop_forget(a.v, img, 1);
@@ -280,7 +201,7 @@ START_TEST(test_hosts_snapshot_busy_and_refcounts)
 	ck_assert_int_eq(fsop_clone(b.v, &CR, img, vol_root_ino(b.v), "copy.img", &at), 0);
 	/* A writes again: copy-on-write drops references in clusters B
 	 * took. */
-	put(&a, img, 3, 100, 3 * FBS);
+	put(&a, img, 3, 100, 3 * FS_TESTHOSTS_FBS);
 	ck_assert_uint_eq(cluster_held(&a, s1, 0), LUNFS_LOCK_EXCLUSIVE);
 	ck_assert_uint_eq(cluster_held(&b, s1, 0), LUNFS_LOCK_FREE);
 	c2 = sum(&a, img);
@@ -293,9 +214,9 @@ START_TEST(test_hosts_snapshot_busy_and_refcounts)
 	ck_assert_uint_eq(sum(&b, img), c1);
 	ck_assert_int_eq(fsop_syncfs(a.v), 0);
 	ck_assert_int_eq(fsop_syncfs(b.v), 0);
-	host_unmount(&b);
-	host_unmount(&a);
-	check_clean("snapshot across hosts");
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "snapshot across hosts");
 }
 END_TEST
 
