@@ -352,6 +352,20 @@ void alloc_busy_release(struct alloc *a)
 	pthread_mutex_unlock(&a->mu);
 }
 
+void alloc_busy_release_all(struct alloc *a)
+{
+	uint64_t unit = a->geo[LUNFS_CLUSTER_FILE].unit_size;
+
+	pthread_mutex_lock(&a->mu);
+	for (size_t i = 0; i < a->nbusy && a->v->opts.discard && unit != 0; i++) {
+		const struct alloc_busy *r = &a->busy[i];
+
+		(void)dev_discard(a->v->dev, alloc_cl_start(a, r->ci) + r->u * unit, r->n * unit);
+	}
+	a->nbusy = 0;
+	pthread_mutex_unlock(&a->mu);
+}
+
 static int alloc_busy_add(struct alloc *a, uint64_t ci, uint64_t u, uint64_t n)
 {
 	uint64_t seq = jnl_running_seq(a->v->jnl);
@@ -1427,9 +1441,6 @@ void alloc_close(struct alloc *a)
 		return;
 	}
 	pthread_mutex_lock(&a->mu);
-	/* The journal is closed (committed): the last discards go first,
-	 * while the clusters are still ours. */
-	alloc_busy_prune(a);
 	for (uint64_t i = 0; i < a->ncl; i++) {
 		alloc_cluster_release(a, i);
 	}

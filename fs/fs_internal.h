@@ -157,6 +157,9 @@ bool alloc_busy_pending(struct alloc *a);
  * them down as discards with the discard mount option (called every
  * monitor scan, and by every allocation search). Caller holds meta_lock. */
 void alloc_busy_release(struct alloc *a);
+/* The journal has closed clean (unmount): every busy range has committed;
+ * discard them all (with the option) while the clusters are still ours. */
+void alloc_busy_release_all(struct alloc *a);
 /* File-block reference counts (snapshots, clones). extra = references - 1.
  * alloc_ref_add: -EMLINK when extra would pass 65535 (saturated: the
  * caller copies the block instead), -EUCLEAN below 0 or on a free block. */

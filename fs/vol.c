@@ -406,8 +406,12 @@ int vol_unmount(struct lunfs_vol *v)
 	fsop_release_all(v);
 	pthread_mutex_lock(&v->meta_lock);
 	e = jnl_close(v->jnl);
+	v->jnl = NULL;
 	if (e < 0 && err == 0) {
 		err = e;
+	}
+	if (e == 0) {
+		alloc_busy_release_all(v->alloc);
 	}
 	icache_destroy(v->ic);
 	alloc_close(v->alloc);
