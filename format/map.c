@@ -50,14 +50,21 @@ void map_leaf_encode(const struct lunfs_codec *c, const struct lunfs_map_leaf *i
 
 int map_leaf_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_map_leaf *out)
 {
+	int ret = blk_verify(c, blk, LUNFS_MAP_LEAF_MAGIC, addr);
+
+	if (ret != 0) {
+		memset(out, 0, sizeof(*out));
+		return ret;
+	}
+	return map_leaf_parse(blk, out);
+}
+
+int map_leaf_parse(const void *blk, struct lunfs_map_leaf *out)
+{
 	struct lunfs_map_leaf_disk d;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = blk_verify(c, blk, LUNFS_MAP_LEAF_MAGIC, addr);
-	if (ret != 0) {
-		goto out;
-	}
 	ret = -EUCLEAN;
 	memcpy(&d, blk, sizeof(d));
 	out->ino = le64_get(d.hdr.owner);
@@ -102,15 +109,22 @@ void map_inner_encode(const struct lunfs_codec *c, const struct lunfs_map_inner 
 
 int map_inner_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_map_inner *out)
 {
+	int ret = blk_verify(c, blk, LUNFS_MAP_INNER_MAGIC, addr);
+
+	if (ret != 0) {
+		memset(out, 0, sizeof(*out));
+		return ret;
+	}
+	return map_inner_parse(blk, out);
+}
+
+int map_inner_parse(const void *blk, struct lunfs_map_inner *out)
+{
 	struct lunfs_map_inner_disk d;
 	uint16_t level;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = blk_verify(c, blk, LUNFS_MAP_INNER_MAGIC, addr);
-	if (ret != 0) {
-		goto out;
-	}
 	ret = -EUCLEAN;
 	memcpy(&d, blk, sizeof(d));
 	level = le16_get(d.hdr.flags);

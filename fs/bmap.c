@@ -84,7 +84,14 @@ static int bmap_inner_read(struct lunfs_vol *v, const struct inode_mem *im, uint
 	if (ret != 0) {
 		return ret;
 	}
-	ret = map_inner_decode(&v->codec, (*e)->buf, addr, out);
+	if (__atomic_load_n(&(*e)->checked_magic, __ATOMIC_RELAXED) == LUNFS_MAP_INNER_MAGIC) {
+		ret = map_inner_parse((*e)->buf, out);
+	} else {
+		ret = map_inner_decode(&v->codec, (*e)->buf, addr, out);
+		if (ret == 0) {
+			__atomic_store_n(&(*e)->checked_magic, LUNFS_MAP_INNER_MAGIC, __ATOMIC_RELAXED);
+		}
+	}
 	if (ret == 0 && (out->level != level || out->first_lblk != base || out->ino != im->ino)) {
 		ret = -EUCLEAN;
 	}
@@ -104,7 +111,14 @@ static int bmap_leaf_read(struct lunfs_vol *v, const struct inode_mem *im, uint6
 	if (ret != 0) {
 		return ret;
 	}
-	ret = map_leaf_decode(&v->codec, (*e)->buf, addr, out);
+	if (__atomic_load_n(&(*e)->checked_magic, __ATOMIC_RELAXED) == LUNFS_MAP_LEAF_MAGIC) {
+		ret = map_leaf_parse((*e)->buf, out);
+	} else {
+		ret = map_leaf_decode(&v->codec, (*e)->buf, addr, out);
+		if (ret == 0) {
+			__atomic_store_n(&(*e)->checked_magic, LUNFS_MAP_LEAF_MAGIC, __ATOMIC_RELAXED);
+		}
+	}
 	if (ret == 0 && (out->first_lblk != base || out->ino != im->ino)) {
 		ret = -EUCLEAN;
 	}

@@ -59,6 +59,12 @@ struct mc_entry {
 	uint32_t len;                /* sector_size or 4096 */
 	void *buf;                   /* aligned, len bytes */
 	int valid;                   /* 0 read ok; else the decode error */
+	/* The magic of the block type whose frame check (crc, volume,
+	 * magic, self address: blk_verify) passed on buf as it is now; 0 =
+	 * not checked. mcache clears it whenever it fills buf (a read, or
+	 * zeros); encoders keep the frame valid. Set by bmap, which then
+	 * skips the crc of hot map nodes (atomic: shared readers). */
+	uint32_t checked_magic;
 	/* private to mcache/journal: */
 	uint32_t refs;
 	uint64_t dirty_tid;          /* running transaction that dirtied it; 0 = clean */

@@ -825,6 +825,8 @@ int inode_refresh(struct lunfs_vol *v, struct inode_mem *im)
 	if (im->rec->dirty_tid != 0 || im->rec->home_pending != 0) {
 		goto out;       /* ours and newer than the disk */
 	}
+	/* Whatever was checked of the old contents says nothing of these. */
+	__atomic_store_n(&im->rec->checked_magic, 0, __ATOMIC_RELAXED);
 	ret = dev_read(v->dev, im->rec->buf, im->rec->len, im->rec->addr);
 	if (ret != 0) {
 		goto out;

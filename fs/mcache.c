@@ -294,6 +294,7 @@ int mc_get(struct mcache *mc, uint64_t addr, uint32_t len, unsigned flags, struc
 			 * from its previous life must not leak into it. */
 			memset(e->buf, 0, len);
 			e->valid = 0;
+			__atomic_store_n(&e->checked_magic, 0, __ATOMIC_RELAXED);
 		}
 		*out = e;
 		goto out_unlock;

@@ -312,8 +312,14 @@ struct lunfs_map_inner {
 };
 void map_leaf_encode(const struct lunfs_codec *c, const struct lunfs_map_leaf *in, uint64_t addr, void *blk);
 int map_leaf_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_map_leaf *out);
+/* The fields of a block whose frame (blk_verify) has passed before and
+ * that has not changed since but through the encoder: the decoders above
+ * without the frame check (crc32c of 4 KiB), for a cache that remembers
+ * the check. The semantic checks still run. */
+int map_leaf_parse(const void *blk, struct lunfs_map_leaf *out);
 void map_inner_encode(const struct lunfs_codec *c, const struct lunfs_map_inner *in, uint64_t addr, void *blk);
 int map_inner_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_map_inner *out);
+int map_inner_parse(const void *blk, struct lunfs_map_inner *out);
 /* Logical blocks covered by one node at `level` (1 = leaf; 0 gives 1, a
  * single entry). Saturates at UINT64_MAX. */
 uint64_t map_span(unsigned level);

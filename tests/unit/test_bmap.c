@@ -383,6 +383,53 @@ START_TEST(test_bmap_corrupt)
 }
 END_TEST
 
+/* The frame check of a cached map node is remembered (the crc is not
+ * recomputed on every lookup), but only for the cached copy: a node that
+ * the cache dropped and read again, damaged on disk meanwhile, is found;
+ * a node rewritten through the encoder is parsed as written. */
+START_TEST(test_bmap_checked_cache)
+{
+	struct inode_mem *im;
+	struct lunfs_map_entry e;
+	struct mc_entry *me;
+	uint64_t run, leaf;
+	uint8_t *blk;
+
+	vol_up(1 * GiB, 64 * KiB);
+	ck_assert_int_eq(fs_testvol_inode_new(&T, S_IFREG | 0644, &im), 0);
+	ck_assert_int_eq(map_set(im, 3, 512 * MiB, 0, ~0ull), 0);
+	leaf = im->di.map_root;
+	ck_assert_int_eq(bmap_lookup(T.v, im, 3, &e, &run), 0);
+	ck_assert_int_eq(mc_get(T.v->mc, leaf, 4096, 0, &me), 0);
+	ck_assert_uint_eq(me->checked_magic, LUNFS_MAP_LEAF_MAGIC);
+	/* Rewritten through the encoder: still valid, read as written. */
+	{
+		struct lunfs_map_leaf l;
+
+		ck_assert_int_eq(map_leaf_decode(&T.v->codec, me->buf, leaf, &l), 0);
+		l.e[3].written = 3;
+		map_leaf_encode(&T.v->codec, &l, leaf, me->buf);
+	}
+	mc_put(T.v->mc, me);
+	ck_assert_int_eq(bmap_lookup(T.v, im, 3, &e, &run), 0);
+	ck_assert_uint_eq(e.written, 3);
+	/* Home, then damaged on disk behind the cache's back, then dropped
+	 * from the cache: the next lookup reads it again and checks it. */
+	pthread_mutex_lock(&T.v->meta_lock);
+	ck_assert_int_eq(jnl_flush_home(T.v->jnl), 0);
+	pthread_mutex_unlock(&T.v->meta_lock);
+	blk = dev_buf_alloc(4096);
+	ck_assert_ptr_nonnull(blk);
+	ck_assert_int_eq(dev_read(T.dev, blk, 4096, leaf), 0);
+	blk[100] ^= 0x40;
+	ck_assert_int_eq(dev_write(T.dev, blk, 4096, leaf), 0);
+	dev_buf_free(blk);
+	mc_drop_clean(T.v->mc);
+	ck_assert_int_eq(bmap_lookup(T.v, im, 3, &e, &run), -EUCLEAN);
+	inode_put(T.v, im);
+}
+END_TEST
+
 static Suite *bmap_suite(void)
 {
 	Suite *s = suite_create("bmap");
@@ -396,6 +443,7 @@ static Suite *bmap_suite(void)
 	tcase_add_test(tc, test_bmap_next_mapped);
 	tcase_add_test(tc, test_bmap_meta_written);
 	tcase_add_test(tc, test_bmap_corrupt);
+	tcase_add_test(tc, test_bmap_checked_cache);
 	suite_add_tcase(s, tc);
 	return s;
 }
