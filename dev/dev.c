@@ -38,11 +38,19 @@ static int dev_range_check(const struct lunfs_dev *dev, uint64_t off, uint64_t l
 	return 0;
 }
 
+uint32_t dev_mem_align(const struct lunfs_dev *dev)
+{
+	/* Without a better answer O_DIRECT wants the logical sector size; no
+	 * real device has more than 4 KiB, and dev_buf_alloc gives 4 KiB. */
+	if (dev->mem_align != 0) {
+		return dev->mem_align;
+	}
+	return dev->sector_size < LUNFS_DEV_BUF_ALIGN ? dev->sector_size : LUNFS_DEV_BUF_ALIGN;
+}
+
 static int dev_io_check(const struct lunfs_dev *dev, const struct lunfs_io *io)
 {
-	/* O_DIRECT wants the logical sector size; no real device has more
-	 * than 4 KiB, and dev_buf_alloc gives 4 KiB. */
-	uint32_t align = dev->sector_size < LUNFS_DEV_BUF_ALIGN ? dev->sector_size : LUNFS_DEV_BUF_ALIGN;
+	uint32_t align = dev_mem_align(dev);
 
 	if (io->op != LUNFS_IO_READ && io->op != LUNFS_IO_WRITE) {
 		return -EINVAL;

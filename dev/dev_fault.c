@@ -581,6 +581,7 @@ int dev_fault_open(struct lunfs_dev *lower, struct lunfs_dev **out, struct lunfs
 	f->dev.ops = &dev_fault_ops;
 	f->dev.size = lower->size;
 	f->dev.sector_size = lower->sector_size;
+	f->dev.mem_align = lower->mem_align;
 	f->dev.io_deadline_ms = lower->io_deadline_ms;
 	f->dev.name = lower->name;
 	*out = &f->dev;

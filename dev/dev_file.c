@@ -646,6 +646,42 @@ out:
 	return err;
 }
 
+/* The smallest buffer alignment below the sector size that the file's
+ * O_DIRECT accepts (FILE_MEM_ALIGN_MIN is the only one tried: it is what
+ * a FUSE write payload, 80 bytes into libfuse's buffer, has). statx says
+ * it where the kernel knows (STATX_DIOALIGN: ext4, xfs, block devices on
+ * recent kernels); tmpfs says nothing and serves O_DIRECT through its page
+ * cache, so one read into a buffer that far off alignment tells. 0 when
+ * neither shows a smaller alignment (dev_mem_align then falls back to the
+ * sector size). */
+#define FILE_MEM_ALIGN_MIN 8u
+
+static uint32_t file_mem_align_probe(int fd, uint64_t size, uint32_t ss)
+{
+	struct statx sx;
+	uint8_t *buf;
+	ssize_t r;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &sx) == 0 && (sx.stx_mask & STATX_DIOALIGN) != 0 &&
+	    sx.stx_dio_mem_align != 0) {
+		uint32_t a = sx.stx_dio_mem_align;
+
+		return (a & (a - 1)) == 0 && a < ss && a < LUNFS_DEV_BUF_ALIGN ? a : 0;
+	}
+	if (size < ss) {
+		return 0;
+	}
+	buf = dev_buf_alloc((size_t)ss + LUNFS_DEV_BUF_ALIGN);
+	if (buf == NULL) {
+		return 0;
+	}
+	do {
+		r = pread(fd, buf + FILE_MEM_ALIGN_MIN, ss, 0);
+	} while (r < 0 && errno == EINTR);
+	dev_buf_free(buf);
+	return r == (ssize_t)ss ? FILE_MEM_ALIGN_MIN : 0;
+}
+
 static int file_geometry(struct dev_file *f, const struct stat *st)
 {
 	uint64_t size;
@@ -671,6 +707,7 @@ static int file_geometry(struct dev_file *f, const struct stat *st)
 	}
 	f->dev.sector_size = ss;
 	f->dev.size = size / ss * ss;
+	f->dev.mem_align = file_mem_align_probe(f->fd, f->dev.size, ss);
 	return 0;
 }
 

@@ -133,9 +133,17 @@ static int file_io_submit(struct lunfs_vol *v, struct lunfs_io *ios, unsigned n)
 	return 0;
 }
 
-static bool file_aligned(const void *p, uint64_t phys, uint64_t len, uint32_t ss)
+/* May the device take p directly, with no bounce copy? */
+static bool file_buf_ok(const struct lunfs_vol *v, const void *p)
 {
-	return ((uintptr_t)p % LUNFS_DEV_BUF_ALIGN) == 0 && phys % ss == 0 && len % ss == 0;
+	return ((uintptr_t)p % dev_mem_align(v->dev)) == 0;
+}
+
+static bool file_aligned(const struct lunfs_vol *v, const void *p, uint64_t phys, uint64_t len)
+{
+	uint32_t ss = v->sb.sector_size;
+
+	return file_buf_ok(v, p) && phys % ss == 0 && len % ss == 0;
 }
 
 /* ---- read ------------------------------------------------------------ */
@@ -174,7 +182,7 @@ static int rbatch_flush(struct lunfs_vol *v, struct rbatch *b)
 
 		ios[i].op = LUNFS_IO_READ;
 		ios[i].res = 0;
-		if (file_aligned(s->dst, s->phys, s->len, ss)) {
+		if (file_aligned(v, s->dst, s->phys, s->len)) {
 			ios[i].buf = s->dst;
 			ios[i].off = s->phys;
 			ios[i].len = s->len;
@@ -369,7 +377,7 @@ static ssize_t file_write_fast(struct lunfs_vol *v, struct inode_mem *im, const 
 	uint64_t seg_off[FILE_IO_MAX];
 	unsigned n = 0;
 	uint8_t *bounce = NULL;
-	bool aligned = ((uintptr_t)buf % LUNFS_DEV_BUF_ALIGN) == 0;
+	bool aligned = file_buf_ok(v, buf);
 	int ret = 0;
 
 	if (off % ss != 0 || len % ss != 0 || len > FILE_BATCH_BYTES) {
@@ -454,6 +462,8 @@ struct wblk {
 	uint64_t srcw;        /* its written mask */
 	bool fresh;           /* newly allocated */
 	bool cow;             /* copy of a shared block */
+	bool direct;          /* the caller's bytes are the whole I/O: buf
+	                       * points into them, no bounce copy */
 	uint8_t *buf;         /* hi - lo bytes in the batch bounce buffer */
 };
 
@@ -623,18 +633,36 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 		{
 			uint64_t total = 0;
 
+			/* A block whose I/O is exactly the caller's bytes
+			 * (nothing to keep, zero or read around them) is
+			 * written from the caller's buffer when the device
+			 * takes its alignment: a FUSE payload, on a device
+			 * whose O_DIRECT needs little alignment. */
 			for (unsigned i = 0; i < n; i++) {
-				total += bl[i].hi - bl[i].lo;
+				struct wblk *b = &bl[i];
+
+				b->direct = buf != NULL && b->lo == b->s && b->hi == b->t &&
+					    file_buf_ok(v, buf + (b->lblk * bs + b->s - off));
+				total += b->direct ? 0 : b->hi - b->lo;
 			}
-			bounce = file_bounce_alloc(total);
-			if (bounce == NULL) {
-				ret = -ENOMEM;
-				goto out;
+			if (total > 0) {
+				bounce = file_bounce_alloc(total);
+				if (bounce == NULL) {
+					ret = -ENOMEM;
+					goto out;
+				}
 			}
 			total = 0;
 			for (unsigned i = 0; i < n; i++) {
-				bl[i].buf = bounce + total;
-				total += bl[i].hi - bl[i].lo;
+				struct wblk *b = &bl[i];
+
+				if (b->direct) {
+					/* Only ever a write source. */
+					b->buf = (uint8_t *)(uintptr_t)(buf + (b->lblk * bs + b->s - off));
+					continue;
+				}
+				b->buf = bounce + total;
+				total += b->hi - b->lo;
 			}
 		}
 		ret = jnl_start(v->jnl, 2 * bmap_set_credits(im) + 4 * n + 4, &h);
@@ -707,8 +735,12 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 			 * (its refcount said so): without SHARED its next
 			 * overwrite takes the fast path again. */
 			b->new.flags &= ~LUNFS_MAPE_SHARED;
+			/* A fresh block's range around the caller's bytes
+			 * reads as zeros (invariant Z); the bytes themselves
+			 * are copied in below. */
 			if (b->fresh) {
-				memset(b->buf, 0, b->hi - b->lo);
+				memset(b->buf, 0, b->s - b->lo);
+				memset(b->buf + (b->t - b->lo), 0, b->hi - b->t);
 			}
 		}
 		ret = wbatch_read(v, bl, n);
@@ -720,7 +752,9 @@ static ssize_t file_write_locked(struct lunfs_vol *v, struct inode_mem *im, cons
 				wblk_zero_unwritten(v, b, b->srcw, b->lo, b->s);
 				wblk_zero_unwritten(v, b, b->srcw, b->t, b->hi);
 			}
-			if (buf != NULL) {
+			if (b->direct) {
+				/* b->buf is buf + src_off already. */
+			} else if (buf != NULL) {
 				memcpy(b->buf + (b->s - b->lo), buf + src_off, b->t - b->s);
 			} else {
 				memset(b->buf + (b->s - b->lo), 0, b->t - b->s);

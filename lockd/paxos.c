@@ -1187,6 +1187,7 @@ int dev_paxos_open(struct lunfs_dev *lower, const struct lunfs_super *sb, const 
 	p->dev.ops = &px_ops;
 	p->dev.size = lower->size;
 	p->dev.sector_size = lower->sector_size;
+	p->dev.mem_align = lower->mem_align;
 	p->dev.io_deadline_ms = lower->io_deadline_ms;
 	p->dev.name = p->name;
 	*out = &p->dev;

@@ -11,14 +11,14 @@
  *              every write it passes down
  *
  * Conventions: offsets and lengths of read/write/CAW are multiples of the
- * device's sector size; buffers are aligned to LUNFS_DEV_BUF_ALIGN (use
- * dev_buf_alloc). Functions return 0 (or a byte count) on success and a
+ * device's sector size; buffers are aligned to dev_mem_align(dev), which
+ * is never more than LUNFS_DEV_BUF_ALIGN (so dev_buf_alloc always does). Functions return 0 (or a byte count) on success and a
  * negative errno on failure. A device is safe to use from many threads at
  * once; I/Os to overlapping ranges issued concurrently have no defined order.
  *
  * The generic helpers (dev/dev.c) check every request before a backend sees
  * it: offset and length multiples of sector_size, length > 0, the range
- * inside [0, size), the buffer aligned to min(sector_size, 4096). A bad
+ * inside [0, size), the buffer aligned to dev_mem_align(dev). A bad
  * request returns -EINVAL and never reaches the backend; in a batch with a
  * bad element nothing is submitted, the bad elements get res = -EINVAL and
  * the others res = -ECANCELED. Backends may therefore assume valid
@@ -81,6 +81,9 @@ struct lunfs_dev {
 	uint64_t size;        /* bytes */
 	uint32_t sector_size; /* 512 or 4096: I/O alignment and record stride */
 	uint32_t io_deadline_ms; /* 0 = none; file backend enforces it */
+	uint32_t mem_align;   /* buffer alignment the backend needs, a power of
+	                       * two; 0 = min(sector_size, 4096). Stacked
+	                       * devices copy their lower device's. */
 	const char *name;     /* for messages */
 };
 
@@ -123,6 +126,10 @@ void dev_close(struct lunfs_dev *dev);
  * this writes zeros in large batches. progress(done, total, arg) if set. */
 int dev_zero_range(struct lunfs_dev *dev, uint64_t off, uint64_t len,
 		   void (*progress)(uint64_t done, uint64_t total, void *arg), void *arg);
+/* The alignment a buffer of dev_submit needs: O_DIRECT's memory alignment
+ * for a file or block device (often less than the sector size: a FUSE
+ * write payload can then go to the device without a copy). */
+uint32_t dev_mem_align(const struct lunfs_dev *dev);
 void *dev_buf_alloc(size_t len);   /* zeroed, LUNFS_DEV_BUF_ALIGN aligned; NULL on ENOMEM */
 void dev_buf_free(void *buf);
 

@@ -44,6 +44,7 @@ int fs_testvol_create(const struct fs_testvol_opts *o, struct fs_testvol *t)
 	if (ret != 0) {
 		return ret;
 	}
+	mem->mem_align = o->mem_align;
 	if (o->prefill) {
 		ret = testvol_fill(mem, o->prefill_byte);
 		if (ret != 0) {

@@ -29,6 +29,7 @@ struct fs_testvol_opts {
 	 * and Paxos costs every lock change a few more I/Os. */
 	enum lunfs_caw_backend caw;
 	bool discard;              /* mount with the discard option */
+	uint32_t mem_align;        /* the device's buffer alignment; 0 = its sector size */
 };
 
 struct fs_testvol {
