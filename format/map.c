@@ -9,6 +9,7 @@
  * without further checks.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "fmt_private.h"
@@ -150,4 +151,35 @@ out:
 		memset(out, 0, sizeof(*out));
 	}
 	return ret;
+}
+
+struct lunfs_map_node_id map_node_peek_id(const void *blk)
+{
+	struct lunfs_blkhdr_disk h;
+
+	memcpy(&h, blk, sizeof(h));
+	return (struct lunfs_map_node_id){ .ino = le64_get(h.owner), .first_lblk = le64_get(h.aux),
+					   .level = le16_get(h.flags) };
+}
+
+struct lunfs_map_entry map_leaf_peek(const void *blk, unsigned i)
+{
+	struct lunfs_map_entry_disk d;
+	uint64_t v;
+
+	memcpy(&d, (const uint8_t *)blk + offsetof(struct lunfs_map_leaf_disk, e) + (size_t)i * sizeof(d),
+	       sizeof(d));
+	v = le64_get(d.addr_flags);
+	return (struct lunfs_map_entry){ .addr = (v & LUNFS_MAPE_ADDR_MASK) * LUNFS_META_BLOCK_SIZE,
+					 .flags = v & LUNFS_MAPE_FLAGS_MASK,
+					 .written = le64_get(d.written) };
+}
+
+uint64_t map_inner_peek(const void *blk, unsigned i)
+{
+	le64 c;
+
+	memcpy(&c, (const uint8_t *)blk + offsetof(struct lunfs_map_inner_disk, child) + (size_t)i * sizeof(c),
+	       sizeof(c));
+	return le64_get(c);
 }

@@ -320,6 +320,17 @@ int map_leaf_parse(const void *blk, struct lunfs_map_leaf *out);
 void map_inner_encode(const struct lunfs_codec *c, const struct lunfs_map_inner *in, uint64_t addr, void *blk);
 int map_inner_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_map_inner *out);
 int map_inner_parse(const void *blk, struct lunfs_map_inner *out);
+/* Single fields of a node block that a decoder above accepted (or the
+ * encoder wrote) and that has not changed since but through the encoder:
+ * nothing else is read and nothing checked, so a lookup in a cached node
+ * costs a few loads instead of a parse of all 251 or 503 entries. */
+struct lunfs_map_node_id {
+	uint64_t ino, first_lblk;
+	unsigned level;         /* 0 in a leaf */
+};
+struct lunfs_map_node_id map_node_peek_id(const void *blk);
+struct lunfs_map_entry map_leaf_peek(const void *blk, unsigned i);   /* i < 251 */
+uint64_t map_inner_peek(const void *blk, unsigned i);                /* i < 503 */
 /* Logical blocks covered by one node at `level` (1 = leaf; 0 gives 1, a
  * single entry). Saturates at UINT64_MAX. */
 uint64_t map_span(unsigned level);

@@ -1214,6 +1214,28 @@ START_TEST(test_map_semantic)
 	ck_assert_uint_eq(map_span(100), UINT64_MAX);
 
 	codec_init(&c, 0x10);
+	/* The peeks read what the encoder wrote, field by field. */
+	sample_map_leaf(l);
+	map_leaf_encode(&c, l, BLK_ADDR, buf);
+	ck_assert_uint_eq(map_node_peek_id(buf).ino, l->ino);
+	ck_assert_uint_eq(map_node_peek_id(buf).first_lblk, l->first_lblk);
+	ck_assert_uint_eq(map_node_peek_id(buf).level, 0);
+	for (unsigned i = 0; i < LUNFS_MAP_LEAF_FANOUT; i++) {
+		struct lunfs_map_entry e = map_leaf_peek(buf, i);
+
+		ck_assert_uint_eq(e.addr, l->e[i].addr);
+		ck_assert_uint_eq(e.flags, l->e[i].flags);
+		ck_assert_uint_eq(e.written, l->e[i].written);
+	}
+	sample_map_inner(n);
+	map_inner_encode(&c, n, BLK_ADDR, buf);
+	ck_assert_uint_eq(map_node_peek_id(buf).ino, n->ino);
+	ck_assert_uint_eq(map_node_peek_id(buf).first_lblk, n->first_lblk);
+	ck_assert_uint_eq(map_node_peek_id(buf).level, n->level);
+	for (unsigned i = 0; i < LUNFS_MAP_INNER_FANOUT; i++) {
+		ck_assert_uint_eq(map_inner_peek(buf, i), n->child[i]);
+	}
+
 	sample_map_leaf(l);
 	l->first_lblk += 1;
 	map_leaf_encode(&c, l, BLK_ADDR, buf);
