@@ -212,6 +212,12 @@ static int bmap_walk(struct lunfs_vol *v, const struct inode_mem *im, uint64_t l
 int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
 		struct lunfs_map_entry *out, uint64_t *run)
 {
+	return bmap_lookup_n(v, im, lblk, UINT64_MAX, out, run);
+}
+
+int bmap_lookup_n(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk, uint64_t want,
+		  struct lunfs_map_entry *out, uint64_t *run)
+{
 	struct bmap_path p;
 	struct mc_entry *e;
 	uint64_t ub = bmap_unit_bytes(v, im), r;
@@ -237,8 +243,8 @@ int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
 			return ret;
 		}
 		r = span - (lblk - cstart);
-		for (i = p.idx[hole_level] + 1; i < LUNFS_MAP_INNER_FANOUT && map_inner_peek(e->buf, i) == 0;
-		     i++) {
+		for (i = p.idx[hole_level] + 1;
+		     r < want && i < LUNFS_MAP_INNER_FANOUT && map_inner_peek(e->buf, i) == 0; i++) {
 			r += span;
 		}
 		mc_put(v->mc, e);
@@ -251,7 +257,7 @@ int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
 	}
 	i = p.idx[1];
 	*out = map_leaf_peek(e->buf, i);
-	for (r = 1; i + r < LUNFS_MAP_LEAF_FANOUT; r++) {
+	for (r = 1; r < want && i + r < LUNFS_MAP_LEAF_FANOUT; r++) {
 		struct lunfs_map_entry n = map_leaf_peek(e->buf, i + (unsigned)r);
 
 		if (out->addr == 0 ? n.addr != 0

@@ -449,6 +449,11 @@ int64_t vol_now_ns(void);
  * by the map's reach). */
 int bmap_lookup(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk,
 		struct lunfs_map_entry *out, uint64_t *run);
+/* bmap_lookup for a caller that needs `want` (>= 1) blocks from lblk:
+ * *run stops counting at want (a 4 KiB I/O does not scan the leaf for
+ * the rest of its run). */
+int bmap_lookup_n(struct lunfs_vol *v, struct inode_mem *im, uint64_t lblk, uint64_t want,
+		  struct lunfs_map_entry *out, uint64_t *run);
 /* Set the entry for lblk (growing the tree or allocating nodes as needed;
  * addr 0 removes the mapping and frees empty nodes). Does not free the
  * old physical block: callers do that; nor does it touch alloc_bytes.
