@@ -264,7 +264,13 @@ out:
  * ilk_mu < lockd. The release callback takes meta_lock only after
  * dropping ilk_mu.
  */
-#define CL_ILOCK_BUCKETS 256u
+/* The table of locks starts with 2^CL_TAB_SHIFT0 chains and grows 4x
+ * whenever it holds more than two locks per chain: a host that made
+ * 100,000 files holds their locks until the idle sweep gives them up, and
+ * every lookup asks this table (a fixed 256 chains made cluster_holds 13%
+ * of the daemon's CPU in a 100k-entry directory, perf). */
+#define CL_TAB_SHIFT0 8u
+#define CL_TAB_SHIFT_MAX 24u
 
 struct cl_ilock {
 	uint64_t ino;
@@ -280,14 +286,19 @@ struct cl_ilock {
 	                              * flush again */
 	uint64_t closed_ns;          /* CLOCK_MONOTONIC of the last close of an
 	                              * open here, 0 = not closed since */
-	struct cl_ilock *next;
+	struct cl_ilock *next;       /* hash chain */
+	/* On the closed list (oldest close first) exactly while closed_ns
+	 * is set: the idle sweep reads its head instead of the table. */
+	struct cl_ilock *cprev, *cnext;
 };
 
 struct cluster {
 	pthread_mutex_t ilk_mu;
 	pthread_cond_t ilk_cv;       /* nuse reached 0, or wanted was cleared */
-	struct cl_ilock *tab[CL_ILOCK_BUCKETS];
-	bool closed_pending;         /* some lock has closed_ns set */
+	struct cl_ilock **tab;       /* 1 << tab_shift hash chains */
+	unsigned tab_shift;
+	size_t nlocks;
+	struct cl_ilock *closed_head, *closed_tail;
 	pthread_mutex_t inval_mu;    /* inval_fn/arg; held across the call */
 	void (*inval_fn)(void *arg, uint64_t ino);
 	void *inval_arg;
@@ -303,14 +314,102 @@ static uint64_t cl_now_ns(void)
 	return ns != 0 ? ns : 1;
 }
 
+static size_t cl_chain(const struct cluster *c, uint64_t ino)
+{
+	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> (64u - c->tab_shift));
+}
+
 static struct cl_ilock **cl_ilock_slot(struct cluster *c, uint64_t ino)
 {
-	struct cl_ilock **pp = &c->tab[(ino * 0x9E3779B97F4A7C15ull) >> 56];
+	struct cl_ilock **pp = &c->tab[cl_chain(c, ino)];
 
 	while (*pp != NULL && (*pp)->ino != ino) {
 		pp = &(*pp)->next;
 	}
 	return pp;
+}
+
+/* Four times the chains, when the locks outnumber them twice over. Left
+ * as it is when memory is short: longer chains still work. */
+static void cl_tab_grow(struct cluster *c)
+{
+	unsigned shift = c->tab_shift + 2u;
+	size_t old_n = (size_t)1 << c->tab_shift;
+	struct cl_ilock **nt;
+
+	if (c->nlocks <= 2 * old_n || shift > CL_TAB_SHIFT_MAX) {
+		return;
+	}
+	nt = calloc((size_t)1 << shift, sizeof(*nt));
+	if (nt == NULL) {
+		return;
+	}
+	c->tab_shift = shift;
+	for (size_t b = 0; b < old_n; b++) {
+		while (c->tab[b] != NULL) {
+			struct cl_ilock *l = c->tab[b];
+			size_t nb = cl_chain(c, l->ino);
+
+			c->tab[b] = l->next;
+			l->next = nt[nb];
+			nt[nb] = l;
+		}
+	}
+	free(c->tab);
+	c->tab = nt;
+}
+
+/* The lock entry of ino, made (FREE) if there is none; NULL on ENOMEM. */
+static struct cl_ilock *cl_ilock_obtain(struct cluster *c, uint64_t ino)
+{
+	struct cl_ilock **pp = cl_ilock_slot(c, ino), *l = *pp;
+
+	if (l != NULL) {
+		return l;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l == NULL) {
+		return NULL;
+	}
+	l->ino = ino;
+	*pp = l;
+	c->nlocks++;
+	cl_tab_grow(c);
+	return l;
+}
+
+static void cl_closed_clear(struct cluster *c, struct cl_ilock *l)
+{
+	if (l->closed_ns == 0) {
+		return;
+	}
+	*(l->cprev != NULL ? &l->cprev->cnext : &c->closed_head) = l->cnext;
+	*(l->cnext != NULL ? &l->cnext->cprev : &c->closed_tail) = l->cprev;
+	l->cprev = l->cnext = NULL;
+	l->closed_ns = 0;
+}
+
+/* Closed now: to the tail of the closed list, which stays in close order. */
+static void cl_closed_mark(struct cluster *c, struct cl_ilock *l)
+{
+	uint64_t now = cl_now_ns();
+
+	cl_closed_clear(c, l);
+	l->closed_ns = now != 0 ? now : 1; /* 0 means "not on the list" */
+	l->cprev = c->closed_tail;
+	*(c->closed_tail != NULL ? &c->closed_tail->cnext : &c->closed_head) = l;
+	c->closed_tail = l;
+}
+
+/* Unlink *pp from the table and free it. */
+static void cl_ilock_free(struct cluster *c, struct cl_ilock **pp)
+{
+	struct cl_ilock *l = *pp;
+
+	cl_closed_clear(c, l);
+	*pp = l->next;
+	c->nlocks--;
+	free(l);
 }
 
 static int cl_lock_addr(const struct lunfs_vol *v, uint64_t ino, uint64_t *addr)
@@ -370,7 +469,7 @@ static void cl_drop_idle_locked(struct lunfs_vol *v, struct cl_ilock *l, uint64_
 	l->wanted = false;
 	if (err == 0 && !cl_busy(l) && l->touch == touch && lockd_unlock(v->ld, addr) == 0) {
 		l->mode = LUNFS_LOCK_FREE;
-		l->closed_ns = 0;
+		cl_closed_clear(c, l);
 	}
 	pthread_cond_broadcast(&c->ilk_cv);
 }
@@ -381,7 +480,7 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 	struct cluster *c = v->cl;
 	uint8_t want = !write ? LUNFS_LOCK_SHARED :
 		       multiwriter ? LUNFS_LOCK_MULTIWRITER : LUNFS_LOCK_EXCLUSIVE;
-	struct cl_ilock **pp, *l;
+	struct cl_ilock *l;
 	uint32_t holder = UINT32_MAX;
 	uint64_t addr;
 	bool fresh = false;
@@ -392,16 +491,11 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 		return err;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	pp = cl_ilock_slot(c, im->ino);
-	if (*pp == NULL) {
-		*pp = calloc(1, sizeof(**pp));
-		if (*pp == NULL) {
-			pthread_mutex_unlock(&c->ilk_mu);
-			return -ENOMEM;
-		}
-		(*pp)->ino = im->ino;
+	l = cl_ilock_obtain(c, im->ino);
+	if (l == NULL) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -ENOMEM;
 	}
-	l = *pp;
 	if (!cl_mode_covers(l->mode, want)) {
 		/* Switching to or from multi-writer cannot be an upgrade in
 		 * lockd: an idle cached mode is dropped first. */
@@ -446,7 +540,7 @@ int cluster_open_lock(struct lunfs_vol *v, struct inode_mem *im, bool write, boo
 		l->nread++;
 	}
 	l->touch++;
-	l->closed_ns = 0;
+	cl_closed_clear(c, l);
 	fresh = fresh || l->stale;
 	if (is_new) {
 		l->stale = false;
@@ -481,8 +575,7 @@ void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write)
 		if (l->nread + l->nwrite == 0 && l->mode != LUNFS_LOCK_FREE) {
 			/* The last open here is gone: the idle sweep gives
 			 * the lock up unless the file is opened again soon. */
-			l->closed_ns = cl_now_ns();
-			c->closed_pending = true;
+			cl_closed_mark(c, l);
 		}
 	}
 	pthread_mutex_unlock(&c->ilk_mu);
@@ -491,7 +584,7 @@ void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write)
 int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
 {
 	struct cluster *c = v->cl;
-	struct cl_ilock **pp, *l;
+	struct cl_ilock *l;
 	uint32_t holder = UINT32_MAX;
 	uint64_t addr;
 	int err;
@@ -504,16 +597,11 @@ int cluster_inode_busy(struct lunfs_vol *v, uint64_t ino)
 	 * ask for it rather than judge from the record. An idle holder
 	 * gives it up within an interval; one with the file open refuses. */
 	pthread_mutex_lock(&c->ilk_mu);
-	pp = cl_ilock_slot(c, ino);
-	if (*pp == NULL) {
-		*pp = calloc(1, sizeof(**pp));
-		if (*pp == NULL) {
-			pthread_mutex_unlock(&c->ilk_mu);
-			return -ENOMEM;
-		}
-		(*pp)->ino = ino;
+	l = cl_ilock_obtain(c, ino);
+	if (l == NULL) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -ENOMEM;
 	}
-	l = *pp;
 	if (l->mode == LUNFS_LOCK_EXCLUSIVE) {
 		pthread_mutex_unlock(&c->ilk_mu);
 		return 0;
@@ -687,10 +775,9 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 		if (l != NULL && err == 0) {
 			l->mode = LUNFS_LOCK_FREE;
 			l->stale = false;
-			l->closed_ns = 0;
+			cl_closed_clear(c, l);
 			if (l->nwait == 0) {
-				*pp = l->next;
-				free(l);
+				cl_ilock_free(c, pp);
 				l = NULL;
 			}
 		}
@@ -731,7 +818,6 @@ static void cluster_idle_sweep(void *arg)
 	uint32_t touch[CL_SWEEP_MAX];
 	bool freed[CL_SWEEP_MAX];
 	unsigned n = 0;
-	bool more = false;
 	int err;
 
 	/* Committed frees: reusable, and discarded with -o discard. Never
@@ -741,27 +827,24 @@ static void cluster_idle_sweep(void *arg)
 		pthread_mutex_unlock(&v->meta_lock);
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	if (!c->closed_pending) {
-		pthread_mutex_unlock(&c->ilk_mu);
-		return;
-	}
-	for (unsigned b = 0; b < CL_ILOCK_BUCKETS; b++) {
-		for (struct cl_ilock *l = c->tab[b]; l != NULL; l = l->next) {
-			if (l->closed_ns == 0) {
-				continue;
-			}
-			if (l->mode == LUNFS_LOCK_FREE || cl_busy(l) || l->wanted ||
-			    now - l->closed_ns < grace || n == CL_SWEEP_MAX) {
-				more = more || l->mode != LUNFS_LOCK_FREE;
-				continue;
-			}
-			l->wanted = true;
-			inos[n] = l->ino;
-			touch[n] = l->touch;
-			n++;
+	/* Oldest close first: the first one inside its grace ends the walk. */
+	for (struct cl_ilock *l = c->closed_head, *nx; l != NULL && n < CL_SWEEP_MAX; l = nx) {
+		nx = l->cnext;
+		if (now - l->closed_ns < grace) {
+			break;
 		}
+		if (l->mode == LUNFS_LOCK_FREE) {
+			cl_closed_clear(c, l); /* nothing left to give up */
+			continue;
+		}
+		if (cl_busy(l) || l->wanted) {
+			continue;
+		}
+		l->wanted = true;
+		inos[n] = l->ino;
+		touch[n] = l->touch;
+		n++;
 	}
-	c->closed_pending = more || n > 0;
 	pthread_mutex_unlock(&c->ilk_mu);
 	if (n == 0) {
 		return;
@@ -782,11 +865,10 @@ static void cluster_idle_sweep(void *arg)
 		    cl_lock_addr(v, inos[i], &addr) == 0 && lockd_unlock(v->ld, addr) == 0) {
 			l->mode = LUNFS_LOCK_FREE;
 			l->stale = false;
-			l->closed_ns = 0;
+			cl_closed_clear(c, l);
 			freed[i] = true;
 			if (l->nwait == 0) {
-				*pp = l->next;
-				free(l);
+				cl_ilock_free(c, pp);
 			}
 		}
 	}
@@ -828,7 +910,7 @@ int cluster_use(struct lunfs_vol *v, uint64_t ino, bool excl, bool wait)
 {
 	struct cluster *c = v->cl;
 	uint8_t want = excl ? LUNFS_LOCK_EXCLUSIVE : LUNFS_LOCK_SHARED;
-	struct cl_ilock **pp, *l;
+	struct cl_ilock *l;
 	uint32_t holder = UINT32_MAX;
 	uint64_t addr;
 	int err;
@@ -843,16 +925,11 @@ int cluster_use(struct lunfs_vol *v, uint64_t ino, bool excl, bool wait)
 		return err;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	pp = cl_ilock_slot(c, ino);
-	if (*pp == NULL) {
-		*pp = calloc(1, sizeof(**pp));
-		if (*pp == NULL) {
-			pthread_mutex_unlock(&c->ilk_mu);
-			return -ENOMEM;
-		}
-		(*pp)->ino = ino;
+	l = cl_ilock_obtain(c, ino);
+	if (l == NULL) {
+		pthread_mutex_unlock(&c->ilk_mu);
+		return -ENOMEM;
 	}
-	l = *pp;
 	for (;;) {
 		cl_wait_wanted(v, l);
 		if (cl_mode_covers(l->mode, want)) {
@@ -1051,6 +1128,13 @@ int cluster_attach(struct lunfs_vol *v)
 	if (v->cl == NULL) {
 		return -ENOMEM;
 	}
+	v->cl->tab_shift = CL_TAB_SHIFT0;
+	v->cl->tab = calloc((size_t)1 << CL_TAB_SHIFT0, sizeof(*v->cl->tab));
+	if (v->cl->tab == NULL) {
+		free(v->cl);
+		v->cl = NULL;
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&v->cl->ilk_mu, NULL);
 	pthread_mutex_init(&v->cl->inval_mu, NULL);
 	{
@@ -1085,7 +1169,7 @@ void cluster_free(struct lunfs_vol *v)
 	if (v->cl == NULL) {
 		return;
 	}
-	for (unsigned b = 0; b < CL_ILOCK_BUCKETS; b++) {
+	for (size_t b = 0; v->cl->tab != NULL && b < ((size_t)1 << v->cl->tab_shift); b++) {
 		while (v->cl->tab[b] != NULL) {
 			struct cl_ilock *l = v->cl->tab[b];
 
@@ -1093,6 +1177,7 @@ void cluster_free(struct lunfs_vol *v)
 			free(l);
 		}
 	}
+	free(v->cl->tab);
 	pthread_mutex_destroy(&v->cl->ilk_mu);
 	pthread_mutex_destroy(&v->cl->inval_mu);
 	pthread_cond_destroy(&v->cl->ilk_cv);

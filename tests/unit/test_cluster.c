@@ -310,6 +310,54 @@ START_TEST(test_cluster_close_releases)
 }
 END_TEST
 
+/* Many files made and closed on one host: the lock table grows past its
+ * first size, files opened again before the sweep keep their locks (they
+ * leave the closed list and join it again at the end), and every lock is
+ * given up in the end, the oldest closes first. */
+#define MANY_FILES 1500u
+
+START_TEST(test_cluster_many_closed)
+{
+	struct fs_testhost a, b;
+	uint64_t *ino = malloc(MANY_FILES * sizeof(*ino));
+	struct lunfs_fh *keep = NULL;
+	unsigned i, ms, held;
+
+	ck_assert_ptr_nonnull(ino);
+	fs_testhosts_mount(&a, img_path, "a");
+	fs_testhosts_mount(&b, img_path, "b");
+	for (i = 0; i < MANY_FILES; i++) {
+		char name[32];
+
+		snprintf(name, sizeof(name), "f%u", i);
+		ino[i] = file_make(&a, name, 512, i);
+		if (i % 100 == 50) {
+			/* Open again and closed again at once: back of the list. */
+			file_append(&a, ino[i - 50], 512, i);
+		}
+	}
+	ck_assert_int_eq(fsop_open(a.v, ino[7], O_RDWR, &keep), 0);
+	for (ms = 0; ms < 3 * WAIT_MAX_MS; ms += 50) {
+		for (held = 0, i = 0; i < MANY_FILES; i++) {
+			held += lock_mode_on_disk(&b, ino[i]) != LUNFS_LOCK_FREE;
+		}
+		if (held <= 1) {
+			break;
+		}
+		sleep_ms(50);
+	}
+	ck_assert_msg(held == 1, "A still holds %u locks of files it closed", held - 1);
+	/* The file still open keeps its lock. */
+	ck_assert_uint_eq(lock_mode_on_disk(&b, ino[7]), LUNFS_LOCK_EXCLUSIVE);
+	ck_assert_int_eq(fsop_release(a.v, keep), 0);
+	file_expect(&b, ino[MANY_FILES - 1], 0, 512, MANY_FILES - 1);
+	fs_testhosts_unmount(&b);
+	fs_testhosts_unmount(&a);
+	fs_testhosts_check_clean(img_path, "many_closed");
+	free(ino);
+}
+END_TEST
+
 /* A multi-writer file is written from two hosts at once, in place; a
  * write that would allocate is refused. */
 START_TEST(test_cluster_multiwriter)
@@ -717,6 +765,7 @@ static Suite *cluster_suite(void)
 	tcase_add_test(tc, test_cluster_multiwriter);
 	tcase_add_test(tc, test_cluster_takeover);
 	tcase_add_test(tc, test_cluster_close_releases);
+	tcase_add_test(tc, test_cluster_many_closed);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("increment3");
 	tcase_add_checked_fixture(tc, setup, teardown);
