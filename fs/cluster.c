@@ -264,13 +264,8 @@ out:
  * ilk_mu < lockd. The release callback takes meta_lock only after
  * dropping ilk_mu.
  */
-/* The table of locks starts with 2^CL_TAB_SHIFT0 chains and grows 4x
- * whenever it holds more than two locks per chain: a host that made
- * 100,000 files holds their locks until the idle sweep gives them up, and
- * every lookup asks this table (a fixed 256 chains made cluster_holds 13%
- * of the daemon's CPU in a 100k-entry directory, perf). */
+/* The lock table's first size (2^8 chains); it grows (fs/htab.c). */
 #define CL_TAB_SHIFT0 8u
-#define CL_TAB_SHIFT_MAX 24u
 
 struct cl_ilock {
 	uint64_t ino;
@@ -286,7 +281,7 @@ struct cl_ilock {
 	                              * flush again */
 	uint64_t closed_ns;          /* CLOCK_MONOTONIC of the last close of an
 	                              * open here, 0 = not closed since */
-	struct cl_ilock *next;       /* hash chain */
+	struct htab_link link;       /* in the cluster's table, keyed by ino */
 	/* On the closed list (oldest close first) exactly while closed_ns
 	 * is set: the idle sweep reads its head instead of the table. */
 	struct cl_ilock *cprev, *cnext;
@@ -295,9 +290,7 @@ struct cl_ilock {
 struct cluster {
 	pthread_mutex_t ilk_mu;
 	pthread_cond_t ilk_cv;       /* nuse reached 0, or wanted was cleared */
-	struct cl_ilock **tab;       /* 1 << tab_shift hash chains */
-	unsigned tab_shift;
-	size_t nlocks;
+	struct htab tab;
 	struct cl_ilock *closed_head, *closed_tail;
 	pthread_mutex_t inval_mu;    /* inval_fn/arg; held across the call */
 	void (*inval_fn)(void *arg, uint64_t ino);
@@ -314,55 +307,17 @@ static uint64_t cl_now_ns(void)
 	return ns != 0 ? ns : 1;
 }
 
-static size_t cl_chain(const struct cluster *c, uint64_t ino)
+static struct cl_ilock *cl_ilock_find(struct cluster *c, uint64_t ino)
 {
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> (64u - c->tab_shift));
-}
+	struct htab_link *l = htab_find(&c->tab, ino);
 
-static struct cl_ilock **cl_ilock_slot(struct cluster *c, uint64_t ino)
-{
-	struct cl_ilock **pp = &c->tab[cl_chain(c, ino)];
-
-	while (*pp != NULL && (*pp)->ino != ino) {
-		pp = &(*pp)->next;
-	}
-	return pp;
-}
-
-/* Four times the chains, when the locks outnumber them twice over. Left
- * as it is when memory is short: longer chains still work. */
-static void cl_tab_grow(struct cluster *c)
-{
-	unsigned shift = c->tab_shift + 2u;
-	size_t old_n = (size_t)1 << c->tab_shift;
-	struct cl_ilock **nt;
-
-	if (c->nlocks <= 2 * old_n || shift > CL_TAB_SHIFT_MAX) {
-		return;
-	}
-	nt = calloc((size_t)1 << shift, sizeof(*nt));
-	if (nt == NULL) {
-		return;
-	}
-	c->tab_shift = shift;
-	for (size_t b = 0; b < old_n; b++) {
-		while (c->tab[b] != NULL) {
-			struct cl_ilock *l = c->tab[b];
-			size_t nb = cl_chain(c, l->ino);
-
-			c->tab[b] = l->next;
-			l->next = nt[nb];
-			nt[nb] = l;
-		}
-	}
-	free(c->tab);
-	c->tab = nt;
+	return l != NULL ? HTAB_ENTRY(l, struct cl_ilock, link) : NULL;
 }
 
 /* The lock entry of ino, made (FREE) if there is none; NULL on ENOMEM. */
 static struct cl_ilock *cl_ilock_obtain(struct cluster *c, uint64_t ino)
 {
-	struct cl_ilock **pp = cl_ilock_slot(c, ino), *l = *pp;
+	struct cl_ilock *l = cl_ilock_find(c, ino);
 
 	if (l != NULL) {
 		return l;
@@ -372,9 +327,8 @@ static struct cl_ilock *cl_ilock_obtain(struct cluster *c, uint64_t ino)
 		return NULL;
 	}
 	l->ino = ino;
-	*pp = l;
-	c->nlocks++;
-	cl_tab_grow(c);
+	l->link.key = ino;
+	htab_insert(&c->tab, &l->link);
 	return l;
 }
 
@@ -401,14 +355,10 @@ static void cl_closed_mark(struct cluster *c, struct cl_ilock *l)
 	c->closed_tail = l;
 }
 
-/* Unlink *pp from the table and free it. */
-static void cl_ilock_free(struct cluster *c, struct cl_ilock **pp)
+static void cl_ilock_free(struct cluster *c, struct cl_ilock *l)
 {
-	struct cl_ilock *l = *pp;
-
 	cl_closed_clear(c, l);
-	*pp = l->next;
-	c->nlocks--;
+	htab_remove(&c->tab, &l->link);
 	free(l);
 }
 
@@ -565,7 +515,7 @@ void cluster_open_unlock(struct lunfs_vol *v, uint64_t ino, bool write)
 	struct cl_ilock *l;
 
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	if (l != NULL) {
 		if (write && l->nwrite > 0) {
 			l->nwrite--;
@@ -676,7 +626,7 @@ static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint
 		return err;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	if (l == NULL || l->mode != LUNFS_LOCK_EXCLUSIVE || l->nwrite + l->npending + l->nuse > 0) {
 		pthread_mutex_unlock(&c->ilk_mu);
 		return -EBUSY;  /* changed meanwhile: asked again next scan */
@@ -719,7 +669,7 @@ static int cluster_inode_downgrade(struct lunfs_vol *v, uint64_t lock_addr, uint
 static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_t wanted_mode)
 {
 	struct cluster *c = v->cl;
-	struct cl_ilock **pp, *l;
+	struct cl_ilock *l;
 	uint64_t ino = 0;
 	uint32_t touch = 0;
 	int err;
@@ -730,7 +680,7 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 		return -EBUSY;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	if (l != NULL && wanted_mode == LUNFS_LOCK_SHARED && l->mode == LUNFS_LOCK_EXCLUSIVE &&
 	    l->nwrite == 0 && l->npending == 0 && l->nread > 0) {
 		/* Only read-only opens here use a cached exclusive lock:
@@ -762,8 +712,7 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 	err = jnl_flush_home(v->jnl);
 	pthread_mutex_unlock(&v->meta_lock);
 	pthread_mutex_lock(&c->ilk_mu);
-	pp = cl_ilock_slot(c, ino);
-	l = *pp;
+	l = cl_ilock_find(c, ino);
 	if (err < 0) {
 		/* Keep the lock: what it covers may not be home. */
 	} else if (cl_busy(l) || (l != NULL && l->touch != touch)) {
@@ -777,7 +726,7 @@ static int cluster_inode_release(struct lunfs_vol *v, uint64_t lock_addr, uint8_
 			l->stale = false;
 			cl_closed_clear(c, l);
 			if (l->nwait == 0) {
-				cl_ilock_free(c, pp);
+				cl_ilock_free(c, l);
 				l = NULL;
 			}
 		}
@@ -854,7 +803,7 @@ static void cluster_idle_sweep(void *arg)
 	pthread_mutex_unlock(&v->meta_lock);
 	pthread_mutex_lock(&c->ilk_mu);
 	for (unsigned i = 0; i < n; i++) {
-		struct cl_ilock **pp = cl_ilock_slot(c, inos[i]), *l = *pp;
+		struct cl_ilock *l = cl_ilock_find(c, inos[i]);
 
 		freed[i] = false;
 		if (l == NULL) {
@@ -868,7 +817,7 @@ static void cluster_idle_sweep(void *arg)
 			cl_closed_clear(c, l);
 			freed[i] = true;
 			if (l->nwait == 0) {
-				cl_ilock_free(c, pp);
+				cl_ilock_free(c, l);
 			}
 		}
 	}
@@ -993,7 +942,7 @@ void cluster_unuse(struct lunfs_vol *v, uint64_t ino)
 		return;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	if (l != NULL && l->nuse > 0) {
 		l->nuse--;
 		if (l->nuse == 0) {
@@ -1009,7 +958,7 @@ void cluster_refreshed(struct lunfs_vol *v, uint64_t ino)
 	struct cl_ilock *l;
 
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	if (l != NULL) {
 		l->stale = false;
 	}
@@ -1026,7 +975,7 @@ bool cluster_holds(struct lunfs_vol *v, uint64_t ino)
 		return false;
 	}
 	pthread_mutex_lock(&c->ilk_mu);
-	l = *cl_ilock_slot(c, ino);
+	l = cl_ilock_find(c, ino);
 	held = l != NULL && l->mode != LUNFS_LOCK_FREE && !l->stale;
 	pthread_mutex_unlock(&c->ilk_mu);
 	return held;
@@ -1128,9 +1077,7 @@ int cluster_attach(struct lunfs_vol *v)
 	if (v->cl == NULL) {
 		return -ENOMEM;
 	}
-	v->cl->tab_shift = CL_TAB_SHIFT0;
-	v->cl->tab = calloc((size_t)1 << CL_TAB_SHIFT0, sizeof(*v->cl->tab));
-	if (v->cl->tab == NULL) {
+	if (htab_init(&v->cl->tab, CL_TAB_SHIFT0) != 0) {
 		free(v->cl);
 		v->cl = NULL;
 		return -ENOMEM;
@@ -1164,20 +1111,19 @@ void cluster_detach(struct lunfs_vol *v)
 	lockd_set_tick(v->ld, NULL, NULL);
 }
 
+static void cl_ilock_drop(struct htab_link *l, void *arg)
+{
+	(void)arg;
+	free(HTAB_ENTRY(l, struct cl_ilock, link));
+}
+
 void cluster_free(struct lunfs_vol *v)
 {
 	if (v->cl == NULL) {
 		return;
 	}
-	for (size_t b = 0; v->cl->tab != NULL && b < ((size_t)1 << v->cl->tab_shift); b++) {
-		while (v->cl->tab[b] != NULL) {
-			struct cl_ilock *l = v->cl->tab[b];
-
-			v->cl->tab[b] = l->next;
-			free(l);
-		}
-	}
-	free(v->cl->tab);
+	htab_drain(&v->cl->tab, cl_ilock_drop, NULL);
+	htab_fini(&v->cl->tab);
 	pthread_mutex_destroy(&v->cl->ilk_mu);
 	pthread_mutex_destroy(&v->cl->inval_mu);
 	pthread_cond_destroy(&v->cl->ilk_cv);

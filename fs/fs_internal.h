@@ -36,6 +36,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "lunfs/dev.h"
@@ -44,6 +45,30 @@
 
 struct lunfs_lockd;
 struct inode_mem;
+
+/* ---- htab (fs/htab.c) ------------------------------------------------------
+ * A hash table of intrusive chains keyed by a uint64_t (an inode number),
+ * growing 4x whenever it holds more than two entries per chain. The caller
+ * locks it. An entry embeds a struct htab_link, its key set before insert.
+ */
+struct htab_link {
+	struct htab_link *next;
+	uint64_t key;
+};
+struct htab {
+	struct htab_link **tab;      /* 1 << shift chains */
+	unsigned shift;
+	size_t count;
+};
+#define HTAB_ENTRY(link, type, member) \
+	((type *)(void *)((char *)(link) - offsetof(type, member)))
+int htab_init(struct htab *t, unsigned shift);    /* 2^shift chains to start; -ENOMEM */
+void htab_fini(struct htab *t);                   /* frees the chains array only */
+struct htab_link *htab_find(const struct htab *t, uint64_t key);
+void htab_insert(struct htab *t, struct htab_link *l);
+void htab_remove(struct htab *t, struct htab_link *l);
+/* Empty the table, calling fn on each entry once it is out (fn may free it). */
+void htab_drain(struct htab *t, void (*fn)(struct htab_link *l, void *arg), void *arg);
 
 /* ---- mcache -------------------------------------------------------------
  * A bounded cache of encoded metadata, keyed by byte address. An entry is a
@@ -385,7 +410,7 @@ struct inode_mem {
 	uint64_t nlookup;
 	uint32_t nopen;
 	bool dead;                   /* being reclaimed: inode_get says -ENOENT */
-	struct inode_mem *hnext;
+	struct htab_link hlink;      /* in the icache, keyed by ino */
 	struct lunfs_vol *vol;       /* set at creation, read-only */
 };
 

@@ -47,13 +47,12 @@
 #include "lunfs/inode.h"
 #include "lunfs/journal.h"
 
-#define ICACHE_BUCKETS 4096u /* a power of two */
+#define ICACHE_SHIFT0 12u /* 4096 chains to start; the table grows */
 
 struct icache {
 	struct lunfs_vol *v;
 	pthread_mutex_t lock;        /* the table and every inode_mem's counters */
-	struct inode_mem *table[ICACHE_BUCKETS];
-	uint64_t count;
+	struct htab table;
 };
 
 int64_t vol_now_ns(void)
@@ -64,11 +63,6 @@ int64_t vol_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-static size_t icache_hash(uint64_t ino)
-{
-	return (size_t)((ino * 0x9E3779B97F4A7C15ull) >> 40) & (ICACHE_BUCKETS - 1);
-}
-
 int icache_create(struct lunfs_vol *v, struct icache **out)
 {
 	struct icache *ic = calloc(1, sizeof(*ic));
@@ -77,7 +71,12 @@ int icache_create(struct lunfs_vol *v, struct icache **out)
 		return -ENOMEM;
 	}
 	ic->v = v;
+	if (htab_init(&ic->table, ICACHE_SHIFT0) != 0) {
+		free(ic);
+		return -ENOMEM;
+	}
 	if (pthread_mutex_init(&ic->lock, NULL) != 0) {
+		htab_fini(&ic->table);
 		free(ic);
 		return -ENOMEM;
 	}
@@ -94,6 +93,11 @@ static void inode_mem_free(struct lunfs_vol *v, struct inode_mem *im)
 	free(im);
 }
 
+static void icache_drop_one(struct htab_link *l, void *v)
+{
+	inode_mem_free(v, HTAB_ENTRY(l, struct inode_mem, hlink));
+}
+
 /* At unmount: whatever is still cached goes (an unlinked inode that is
  * still cached stays on the orphan table for the next mount). */
 void icache_destroy(struct icache *ic)
@@ -101,52 +105,28 @@ void icache_destroy(struct icache *ic)
 	if (ic == NULL) {
 		return;
 	}
-	for (size_t b = 0; b < ICACHE_BUCKETS; b++) {
-		struct inode_mem *im = ic->table[b];
-
-		while (im != NULL) {
-			struct inode_mem *next = im->hnext;
-
-			inode_mem_free(ic->v, im);
-			im = next;
-		}
-	}
+	htab_drain(&ic->table, icache_drop_one, ic->v);
+	htab_fini(&ic->table);
 	pthread_mutex_destroy(&ic->lock);
 	free(ic);
 }
 
 static struct inode_mem *icache_find_locked(struct icache *ic, uint64_t ino)
 {
-	for (struct inode_mem *im = ic->table[icache_hash(ino)]; im != NULL; im = im->hnext) {
-		if (im->ino == ino) {
-			return im;
-		}
-	}
-	return NULL;
+	struct htab_link *l = htab_find(&ic->table, ino);
+
+	return l != NULL ? HTAB_ENTRY(l, struct inode_mem, hlink) : NULL;
 }
 
 static void icache_insert_locked(struct icache *ic, struct inode_mem *im)
 {
-	size_t b = icache_hash(im->ino);
-
-	im->hnext = ic->table[b];
-	ic->table[b] = im;
-	ic->count++;
+	im->hlink.key = im->ino;
+	htab_insert(&ic->table, &im->hlink);
 }
 
 static void icache_remove_locked(struct icache *ic, struct inode_mem *im)
 {
-	struct inode_mem **pp = &ic->table[icache_hash(im->ino)];
-
-	while (*pp != NULL) {
-		if (*pp == im) {
-			*pp = im->hnext;
-			im->hnext = NULL;
-			ic->count--;
-			return;
-		}
-		pp = &(*pp)->hnext;
-	}
+	htab_remove(&ic->table, &im->hlink);
 }
 
 static int inode_mem_new(struct lunfs_vol *v, uint64_t ino, struct inode_mem **out)
