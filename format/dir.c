@@ -104,14 +104,21 @@ void dir_table_encode(const struct lunfs_codec *c, const struct lunfs_dir_table 
 
 int dir_table_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_dir_table *out)
 {
+	int ret = blk_verify(c, blk, LUNFS_DIR_TABLE_MAGIC, addr);
+
+	if (ret != 0) {
+		memset(out, 0, sizeof(*out));
+		return ret;
+	}
+	return dir_table_parse(blk, out);
+}
+
+int dir_table_parse(const void *blk, struct lunfs_dir_table *out)
+{
 	struct lunfs_dir_table_disk d;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = blk_verify(c, blk, LUNFS_DIR_TABLE_MAGIC, addr);
-	if (ret != 0) {
-		goto out;
-	}
 	ret = -EUCLEAN;
 	memcpy(&d, blk, sizeof(d));
 	out->ino = le64_get(d.hdr.owner);
@@ -225,6 +232,20 @@ int dir_leaf_encode(const struct lunfs_codec *c, const struct lunfs_dir_leaf *in
 
 int dir_leaf_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_dir_leaf *out)
 {
+	int ret = blk_verify(c, blk, LUNFS_DIR_LEAF_MAGIC, addr);
+
+	if (ret != 0) {
+		struct lunfs_dirent *ents = out->ents;
+
+		memset(out, 0, sizeof(*out));
+		out->ents = ents;
+		return ret;
+	}
+	return dir_leaf_parse(blk, out);
+}
+
+int dir_leaf_parse(const void *blk, struct lunfs_dir_leaf *out)
+{
 	struct lunfs_dir_leaf_disk d;
 	struct lunfs_dirent *ents = out->ents;
 	uint32_t used, pos = 0;
@@ -233,10 +254,6 @@ int dir_leaf_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr,
 
 	memset(out, 0, sizeof(*out));
 	out->ents = ents;
-	ret = blk_verify(c, blk, LUNFS_DIR_LEAF_MAGIC, addr);
-	if (ret != 0) {
-		goto out;
-	}
 	ret = -EUCLEAN;
 	memcpy(&d, blk, sizeof(d));
 	out->ino = le64_get(d.hdr.owner);

@@ -358,7 +358,10 @@ static int dir_table_load(struct lunfs_vol *v, struct inode_mem *dim, uint64_t b
 	if (ret != 0) {
 		return ret;
 	}
-	ret = dir_table_decode(&v->codec, (*e)->buf, (*e)->addr, t);
+	ret = mc_frame_check(*e, &v->codec, LUNFS_DIR_TABLE_MAGIC);
+	if (ret == 0) {
+		ret = dir_table_parse((*e)->buf, t);
+	}
 	if (ret == 0 && (t->ino != dim->ino || t->first_slot != blk * LUNFS_DIR_TABLE_SLOTS)) {
 		ret = -EUCLEAN;
 	}
@@ -559,7 +562,10 @@ static int dir_leaf_load(struct lunfs_vol *v, struct inode_mem *dim, const struc
 		return ret;
 	}
 	lb->leaf.ents = lb->ents;
-	ret = dir_leaf_decode(&v->codec, lb->e->buf, lb->e->addr, &lb->leaf);
+	ret = mc_frame_check(lb->e, &v->codec, LUNFS_DIR_LEAF_MAGIC);
+	if (ret == 0) {
+		ret = dir_leaf_parse(lb->e->buf, &lb->leaf);
+	}
 	if (ret != 0) {
 		ret = -EUCLEAN;
 		goto out;

@@ -87,8 +87,9 @@ struct mc_entry {
 	/* The magic of the block type whose frame check (crc, volume,
 	 * magic, self address: blk_verify) passed on buf as it is now; 0 =
 	 * not checked. mcache clears it whenever it fills buf (a read, or
-	 * zeros); encoders keep the frame valid. Set by bmap, which then
-	 * skips the crc of hot map nodes (atomic: shared readers). */
+	 * zeros); encoders keep the frame valid. Set by bmap (after a whole
+	 * decode: it then reads single fields) and by mc_frame_check (dir
+	 * blocks), which skip the crc of hot blocks (atomic: shared readers). */
 	uint32_t checked_magic;
 	/* private to mcache/journal: */
 	uint32_t refs;
@@ -108,6 +109,9 @@ void mc_destroy(struct mcache *mc);
 #define MC_NOREAD 1u
 int mc_get(struct mcache *mc, uint64_t addr, uint32_t len, unsigned flags, struct mc_entry **out);
 void mc_put(struct mcache *mc, struct mc_entry *e);
+/* blk_verify of e's block as a `magic` block, done once per fill of the
+ * entry (checked_magic remembers it): 0, or blk_verify's error. */
+int mc_frame_check(struct mc_entry *e, const struct lunfs_codec *c, uint32_t magic);
 /* Drop every clean entry (tests; remount). */
 void mc_drop_clean(struct mcache *mc);
 /* Take one more reference on an entry already held (the journal pins the

@@ -405,3 +405,17 @@ void mc_stats(struct mcache *mc, uint64_t *bytes, uint64_t *entries)
 	}
 	pthread_mutex_unlock(&mc->lock);
 }
+
+int mc_frame_check(struct mc_entry *e, const struct lunfs_codec *c, uint32_t magic)
+{
+	int ret;
+
+	if (__atomic_load_n(&e->checked_magic, __ATOMIC_RELAXED) == magic) {
+		return 0;
+	}
+	ret = blk_verify(c, e->buf, magic, e->addr);
+	if (ret == 0) {
+		__atomic_store_n(&e->checked_magic, magic, __ATOMIC_RELAXED);
+	}
+	return ret;
+}

@@ -342,6 +342,8 @@ struct lunfs_dir_table {
 };
 void dir_table_encode(const struct lunfs_codec *c, const struct lunfs_dir_table *in, uint64_t addr, void *blk);
 int dir_table_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_dir_table *out);
+/* Without the frame check, like map_leaf_parse. */
+int dir_table_parse(const void *blk, struct lunfs_dir_table *out);
 
 struct lunfs_dirent {
 	uint64_t hash;
@@ -367,6 +369,8 @@ int dir_leaf_encode(const struct lunfs_codec *c, const struct lunfs_dir_leaf *in
 /* Checks: sorted by hash, rec_len sane, names non-empty without '/' or NUL,
  * not "." or "..", used matches, entries within data[]. */
 int dir_leaf_decode(const struct lunfs_codec *c, const void *blk, uint64_t addr, struct lunfs_dir_leaf *out);
+/* Without the frame check, like map_leaf_parse. */
+int dir_leaf_parse(const void *blk, struct lunfs_dir_leaf *out);
 /* SipHash-2-4 of the name with the volume's key. */
 uint64_t dir_name_hash(const uint8_t key[16], const char *name, size_t len);
 

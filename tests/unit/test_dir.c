@@ -11,6 +11,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -821,6 +822,34 @@ START_TEST(test_dir_corrupt_table)
 }
 END_TEST
 
+/* Directory blocks are frame-checked (crc) once per fill of their cache
+ * entry: a block rewritten through the encoder meanwhile reads back, and
+ * one damaged on disk behind the cache is caught when the cache reads it
+ * again. */
+START_TEST(test_dir_checked_cache)
+{
+	char victim[300];
+	uint64_t ino, run;
+	struct lunfs_map_entry me;
+	int r;
+
+	hostile_setup(LUNFS_DIR_FIRST_LEAF, -1, victim);
+	ck_assert_int_eq(dt_lookup(&T, victim, strlen(victim), &ino, NULL), 0);
+	ck_assert_int_eq(dt_add(&T, "after-the-check", 77), 0);
+	ck_assert_int_eq(dt_lookup(&T, "after-the-check", strlen("after-the-check"), &ino, NULL), 0);
+	ck_assert_uint_eq(ino, 77);
+	pthread_mutex_lock(&T.v->meta_lock);
+	r = jnl_flush_home(T.v->jnl);
+	pthread_mutex_unlock(&T.v->meta_lock);
+	ck_assert_int_eq(r, 0);
+	ck_assert_int_eq(bmap_lookup(T.v, T.dim, LUNFS_DIR_FIRST_LEAF, &me, &run), 0);
+	flip_byte(T.dev, me.addr, 200);
+	ck_assert_int_eq(dt_lookup(&T, victim, strlen(victim), &ino, NULL), 0); /* still cached */
+	mc_drop_clean(T.v->mc);
+	ck_assert_int_eq(dt_lookup(&T, victim, strlen(victim), &ino, NULL), -EUCLEAN);
+}
+END_TEST
+
 /* A table slot pointing at a leaf that does not cover it (a well-formed
  * but inconsistent table) must not make readdir loop or crash. */
 START_TEST(test_dir_inconsistent_table)
@@ -878,6 +907,7 @@ static Suite *dir_suite(void)
 	tcase_add_test(tc, test_dir_names_every_byte);
 	tcase_add_test(tc, test_dir_corrupt_leaf);
 	tcase_add_test(tc, test_dir_corrupt_table);
+	tcase_add_test(tc, test_dir_checked_cache);
 	tcase_add_test(tc, test_dir_inconsistent_table);
 	suite_add_tcase(s, tc);
 	return s;
