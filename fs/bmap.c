@@ -373,6 +373,17 @@ static int bmap_prune(struct lunfs_vol *v, struct jnl_handle *h, struct inode_me
 	}
 }
 
+/* No entry left: the leaf is to be freed (the invariant at the top). */
+static bool bmap_leaf_empty(const struct lunfs_map_leaf *leaf)
+{
+	for (unsigned i = 0; i < LUNFS_MAP_LEAF_FANOUT; i++) {
+		if (leaf->e[i].addr != 0) {
+			return false;
+		}
+	}
+	return true;
+}
+
 static int bmap_clear(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im, uint64_t lblk)
 {
 	struct lunfs_map_leaf leaf;
@@ -402,12 +413,7 @@ static int bmap_clear(struct lunfs_vol *v, struct jnl_handle *h, struct inode_me
 		memset(&leaf.e[p.idx[1]], 0, sizeof(leaf.e[0]));
 		leaf.seq++;
 		map_leaf_encode(&v->codec, &leaf, p.addr[1], e->buf);
-		for (unsigned i = 0; i < LUNFS_MAP_LEAF_FANOUT; i++) {
-			if (leaf.e[i].addr != 0) {
-				empty = false;
-				break;
-			}
-		}
+		empty = bmap_leaf_empty(&leaf);
 	}
 	mc_put(v->mc, e);
 	if (ret != 0 || !empty) {
@@ -587,7 +593,7 @@ int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
 	uint64_t ub = bmap_unit_bytes(v, im);
 	uint64_t end, reach;
 	unsigned hole_level, i, i1, runs = 0;
-	bool empty = true, changed = false;
+	bool empty, changed = false;
 	int ret;
 
 	if (last == UINT64_MAX) {
@@ -680,12 +686,7 @@ int bmap_punch(struct lunfs_vol *v, struct jnl_handle *h, struct inode_mem *im,
 		leaf.seq++;
 		map_leaf_encode(&v->codec, &leaf, p.addr[1], e->buf);
 	}
-	for (unsigned k = 0; k < LUNFS_MAP_LEAF_FANOUT; k++) {
-		if (leaf.e[k].addr != 0) {
-			empty = false;
-			break;
-		}
-	}
+	empty = bmap_leaf_empty(&leaf);
 	mc_put(v->mc, e);
 	/* An empty leaf (see above) goes even when nothing was freed. */
 	if (changed || (empty && ret == 0)) {
@@ -809,12 +810,7 @@ int bmap_leaf_replace(struct lunfs_vol *v, struct jnl_handle *h, struct inode_me
 		}
 		leaf.seq++;
 		map_leaf_encode(&v->codec, &leaf, p.addr[1], e->buf);
-		for (unsigned k = 0; k < LUNFS_MAP_LEAF_FANOUT; k++) {
-			if (leaf.e[k].addr != 0) {
-				empty = false;
-				break;
-			}
-		}
+		empty = bmap_leaf_empty(&leaf);
 	}
 	mc_put(v->mc, e);
 	if (ret != 0 || !empty) {

@@ -243,6 +243,30 @@ struct snaps_new {
 	uint64_t mtime_ns;
 };
 
+/* The middle of clone and snapshot create, called with meta_lock held and
+ * `err` what their checks said (0: the name is free in dim). meta_lock is
+ * let go: snaps_pin may wait for other hosts' cluster locks. Then it is
+ * taken again and the name asked about again, since another thread here
+ * may have taken it meanwhile. Returns 0 with meta_lock held, else the
+ * error with meta_lock not held. */
+static int snaps_unlock_pin_relock(struct lunfs_vol *v, int err, struct inode_mem *dim,
+				   struct inode_mem *sim, const char *name, size_t len, struct snap_cis *set)
+{
+	pthread_mutex_unlock(&v->meta_lock);
+	if (err < 0) {
+		return err;
+	}
+	err = snaps_pin(v, sim, NULL, 0, UINT64_MAX, 0, 0, set);
+	if (err < 0) {
+		return err;
+	}
+	pthread_mutex_lock(&v->meta_lock);
+	err = fsop_name_free(v, dim, name, len);
+	if (err < 0) {
+		pthread_mutex_unlock(&v->meta_lock);
+	}
+	return err;
+}
 /* Under meta_lock, with dim (the directory that will name it) and src
  * locked for writing: a new inode, unlinked and on the orphan table, that
  * reads as src (size included), and then its name in dim. On error the
@@ -355,20 +379,9 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
 	} else {
 		err = fsop_name_free(v, dim, name, len);
 	}
-	pthread_mutex_unlock(&v->meta_lock);
+	err = snaps_unlock_pin_relock(v, err, dim, sim, name, len, &set);
 	if (err < 0) {
 		goto out_put;
-	}
-	err = snaps_pin(v, sim, NULL, 0, UINT64_MAX, 0, 0, &set);
-	if (err < 0) {
-		goto out_put;
-	}
-	pthread_mutex_lock(&v->meta_lock);
-	/* Again, now that meta_lock was let go: another thread here may
-	 * have taken the name. */
-	err = fsop_name_free(v, dim, name, len);
-	if (err < 0) {
-		goto out_unlock;
 	}
 	memset(&nw, 0, sizeof(nw));
 	nw.mode = sim->di.mode & 0777 & ~cr->umask;
@@ -453,18 +466,9 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 	} else {
 		err = fsop_name_free(v, dim, name, len);
 	}
-	pthread_mutex_unlock(&v->meta_lock);
+	err = snaps_unlock_pin_relock(v, err, dim, sim, name, len, &set);
 	if (err < 0) {
 		goto out_put;
-	}
-	err = snaps_pin(v, sim, NULL, 0, UINT64_MAX, 0, 0, &set);
-	if (err < 0) {
-		goto out_put;
-	}
-	pthread_mutex_lock(&v->meta_lock);
-	err = fsop_name_free(v, dim, name, len);
-	if (err < 0) {
-		goto out_unlock;
 	}
 	/* The image is locked from here to the snapshot's last handle: every
 	 * write acknowledged before is in, none after. */

@@ -275,6 +275,31 @@ struct px_call {
 	struct lunfs_paxos *dec;    /* hosts: the block */
 };
 
+/* Aim x at instance k, before its mutex is taken: nothing written yet. */
+static void px_call_at(struct px_call *x, uint32_t k)
+{
+	x->k = k;
+	x->in = &x->p->inst[k];
+	x->base = layout_paxos_addr(&x->p->sb, k, 0);
+	x->lease_lost = false;
+}
+
+/* The two blocks a release writes (own, lead): 0 or -ENOMEM. Freed by
+ * px_call_release_free, also after a failure. */
+static int px_call_release_bufs(struct px_call *x)
+{
+	x->own = dev_buf_alloc(x->p->rs);
+	x->lead = dev_buf_alloc(x->p->rs);
+	return x->own != NULL && x->lead != NULL ? 0 : -ENOMEM;
+}
+
+static void px_call_release_free(struct px_call *x)
+{
+	dev_buf_free(x->lead);
+	dev_buf_free(x->own);
+	x->lead = x->own = NULL;
+}
+
 static struct dev_paxos *px_from_dev(struct lunfs_dev *dev)
 {
 	return (struct dev_paxos *)dev;
@@ -864,9 +889,7 @@ static int px_caw(struct lunfs_dev *dev, uint64_t off, const void *expect, const
 	int ret;
 
 	atomic_fetch_add(&p->n_caws, 1);
-	x.k = layout_paxos_instance(&p->sb, off);
-	x.in = &p->inst[x.k];
-	x.base = layout_paxos_addr(&p->sb, x.k, 0);
+	px_call_at(&x, layout_paxos_instance(&p->sb, off));
 	x.ibuf = dev_buf_alloc((size_t)(p->hosts + 1) * p->rs);
 	x.own = dev_buf_alloc(p->rs);
 	x.lead = dev_buf_alloc(p->rs);
@@ -1047,11 +1070,8 @@ static uint64_t px_idle_sweep(struct dev_paxos *p, struct px_call *x)
 			/* Decide again under mu: a CAW may have used it. */
 			due = px_sat_add(atomic_load(&in->last_ns), p->idle_ns);
 			if (in->held && due <= now) {
-				x->k = k;
-				x->in = in;
-				x->base = layout_paxos_addr(&p->sb, k, 0);
+				px_call_at(x, k);
 				x->off = PAXOS_TARGET_NONE;
-				x->lease_lost = false;
 				atomic_fetch_add(&p->n_idle_rel, 1);
 				(void)px_release_kept_locked(x);
 			}
@@ -1073,14 +1093,14 @@ static void *px_idle_main(void *arg)
 	struct dev_paxos *p = arg;
 	struct px_call x = { .p = p };
 
-	x.own = dev_buf_alloc(p->rs);
-	x.lead = dev_buf_alloc(p->rs);
+	bool bufs = px_call_release_bufs(&x) == 0;
+
 	pthread_mutex_lock(&p->st_mu);
 	while (!p->st_stop) {
 		uint64_t next;
 		struct timespec ts;
 
-		if (atomic_load(&p->n_held) == 0 || x.own == NULL || x.lead == NULL) {
+		if (atomic_load(&p->n_held) == 0 || !bufs) {
 			pthread_cond_wait(&p->st_cv, &p->st_mu);
 			continue;
 		}
@@ -1099,8 +1119,7 @@ static void *px_idle_main(void *arg)
 		(void)pthread_cond_timedwait(&p->st_cv, &p->st_mu, &ts);
 	}
 	pthread_mutex_unlock(&p->st_mu);
-	dev_buf_free(x.lead);
-	dev_buf_free(x.own);
+	px_call_release_free(&x);
 	return NULL;
 }
 
@@ -1220,19 +1239,14 @@ int dev_paxos_unstick(struct lunfs_dev *dev)
 	if (atomic_load(&p->n_held) == 0 && atomic_load(&p->n_owed) == 0) {
 		return 0;
 	}
-	x.own = dev_buf_alloc(p->rs);
-	x.lead = dev_buf_alloc(p->rs);
-	if (x.own == NULL || x.lead == NULL) {
-		ret = -ENOMEM;
+	ret = px_call_release_bufs(&x);
+	if (ret < 0) {
 		goto out;
 	}
 	for (uint32_t k = 0; k < p->sb.paxos_instances; k++) {
 		int err;
 
-		x.k = k;
-		x.in = &p->inst[k];
-		x.base = layout_paxos_addr(&p->sb, k, 0);
-		x.lease_lost = false;
+		px_call_at(&x, k);
 		/* Not a trylock: a CAW running on the instance finishes first
 		 * (and, seeing unstuck, releases its round itself). */
 		pthread_mutex_lock(&x.in->mu);
@@ -1247,8 +1261,7 @@ int dev_paxos_unstick(struct lunfs_dev *dev)
 		}
 	}
 out:
-	dev_buf_free(x.lead);
-	dev_buf_free(x.own);
+	px_call_release_free(&x);
 	return ret;
 }
 
@@ -1261,17 +1274,12 @@ int dev_paxos_release_owed(struct lunfs_dev *dev)
 	if (atomic_load(&p->n_owed) == 0) {
 		return 0;
 	}
-	x.own = dev_buf_alloc(p->rs);
-	x.lead = dev_buf_alloc(p->rs);
-	if (x.own == NULL || x.lead == NULL) {
-		ret = -ENOMEM;
+	ret = px_call_release_bufs(&x);
+	if (ret < 0) {
 		goto out;
 	}
 	for (uint32_t k = 0; k < p->sb.paxos_instances && ret == 0; k++) {
-		x.k = k;
-		x.in = &p->inst[k];
-		x.base = layout_paxos_addr(&p->sb, k, 0);
-		x.lease_lost = false;
+		px_call_at(&x, k);
 		/* A CAW running on the instance pays it itself. */
 		if (pthread_mutex_trylock(&x.in->mu) != 0) {
 			continue;
@@ -1280,7 +1288,6 @@ int dev_paxos_release_owed(struct lunfs_dev *dev)
 		pthread_mutex_unlock(&x.in->mu);
 	}
 out:
-	dev_buf_free(x.lead);
-	dev_buf_free(x.own);
+	px_call_release_free(&x);
 	return ret;
 }
