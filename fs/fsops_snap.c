@@ -243,6 +243,22 @@ struct snaps_new {
 	uint64_t mtime_ns;
 };
 
+/* The end of a snapshot operation on up to two inodes (either may be
+ * NULL), in this order: let them go, unpin the snapshot clusters, drop
+ * the on-disk locks. */
+static void snaps_op_end(struct lunfs_vol *v, struct inode_mem *a, struct inode_mem *b,
+			 struct snap_cis *set, struct fsop_cl *cl)
+{
+	if (a != NULL) {
+		inode_put(v, a);
+	}
+	if (b != NULL) {
+		inode_put(v, b);
+	}
+	snaps_unpin(v, set);
+	fscl_drop(v, cl);
+}
+
 /* The middle of clone and snapshot create, called with meta_lock held and
  * `err` what their checks said (0: the name is free in dim). meta_lock is
  * let go: snaps_pin may wait for other hosts' cluster locks. Then it is
@@ -402,14 +418,7 @@ int fsop_clone(struct lunfs_vol *v, const struct lunfs_cred *cr, uint64_t src, u
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
 out_put:
-	if (sim != NULL) {
-		inode_put(v, sim);
-	}
-	if (dim != NULL) {
-		inode_put(v, dim);
-	}
-	snaps_unpin(v, &set);
-	fscl_drop(v, &cl);
+	snaps_op_end(v, sim, dim, &set, &cl);
 	return err;
 }
 
@@ -514,12 +523,7 @@ int fsop_snapshot_create(struct lunfs_vol *v, uint64_t image, const char *name, 
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
 out_put:
-	if (dim != NULL) {
-		inode_put(v, dim);
-	}
-	inode_put(v, sim);
-	snaps_unpin(v, &set);
-	fscl_drop(v, &cl);
+	snaps_op_end(v, dim, sim, &set, &cl);
 	return err;
 }
 
@@ -628,11 +632,7 @@ int fsop_snapshot_delete(struct lunfs_vol *v, uint64_t image, const char *name, 
 	}
 	pthread_mutex_unlock(&v->meta_lock);
 out_drop:
-	if (im != NULL) {
-		inode_put(v, im);
-	}
-	snaps_unpin(v, &set);
-	fscl_drop(v, &cl);
+	snaps_op_end(v, im, NULL, &set, &cl);
 	if (err == 0 && dir_out != NULL) {
 		*dir_out = dir;
 	}
@@ -749,14 +749,7 @@ int fsop_snapshot_revert(struct lunfs_vol *v, uint64_t image, const char *name,
 out_unlock:
 	pthread_mutex_unlock(&v->meta_lock);
 out:
-	if (sn != NULL) {
-		inode_put(v, sn);
-	}
-	if (im != NULL) {
-		inode_put(v, im);
-	}
-	snaps_unpin(v, &set);
-	fscl_drop(v, &cl);
+	snaps_op_end(v, sn, im, &set, &cl);
 	return err;
 }
 
